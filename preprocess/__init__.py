@@ -1,0 +1,1 @@
+"""Standalone converters: each Hub source to Alpaca JSONL (instruction / input / output)."""

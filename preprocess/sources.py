@@ -1,0 +1,58 @@
+"""The training sources, defined once: Hub id, pinned revision, split and required columns.
+
+Math/coding-heavy sets such as kyujinpy/KOpen-platypus are left out on purpose (model card).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROCESSED_DIR = REPO_ROOT / "data" / "processed"
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+SAMPLE_PROCESSED_DIR = REPO_ROOT / "data" / "processed-sample"
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # module name under preprocess/ and stem of every file this source produces
+    hub_id: str
+    revision: str  # full commit sha where one was verified; see README "Pinned revisions"
+    split: str
+    columns: tuple[str, ...]  # required, all strings
+    adds_system_instruction: bool  # whether --system-rate applies (the card: not for OpenOrca-KO)
+
+    @property
+    def sample_path(self) -> Path:
+        return SAMPLE_DIR / f"{self.name}.jsonl"
+
+    def output_path(self, out_dir: Path = PROCESSED_DIR) -> Path:
+        return Path(out_dir) / f"{self.name}.jsonl"
+
+
+KOALPACA = Source(
+    name="koalpaca",
+    hub_id="beomi/KoAlpaca-v1.1a",
+    # No full commit sha of this repo could be verified offline; "main" has had one data
+    # commit since 2023-05. The sha actually loaded is written to the .stats.json file.
+    revision="main",
+    split="train",
+    columns=("instruction", "output"),
+    adds_system_instruction=True,
+)
+OPENORCA_KO = Source(
+    name="openorca_ko",
+    hub_id="kyujinpy/OpenOrca-KO",
+    revision="7d2a8fda10e977fe4c137920b4a75aeeedfdda90",
+    split="train",
+    columns=("instruction", "input", "output"),
+    adds_system_instruction=False,
+)
+GUANACO_KO = Source(
+    name="guanaco_ko",
+    hub_id="nlpai-lab/openassistant-guanaco-ko",
+    revision="ba76fac97845868dfbf30ebc12fc7739ea6643fb",
+    split="train",
+    columns=("text",),
+    adds_system_instruction=True,
+)
+
+SOURCES = {s.name: s for s in (KOALPACA, OPENORCA_KO, GUANACO_KO)}
