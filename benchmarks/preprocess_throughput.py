@@ -1,0 +1,44 @@
+"""Preprocessing throughput on synthetic sources of the real sizes.
+
+    python -m benchmarks.preprocess_throughput [--scale 1.0]
+
+Prints rows/s per source and the total processing time (file writing included; synthetic data
+generation excluded). Target: all three sources in under 30 s on a 2-core machine.
+"""
+import argparse
+import importlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.synthetic import REAL_SIZES, ROWS
+from preprocess.pipeline import build
+from preprocess.sources import SOURCES
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the real row counts")
+    args = p.parse_args()
+    total_rows, total_s = 0, 0.0
+    print(f"{'source':<12} {'rows':>8} {'seconds':>8} {'rows/s':>9}  MB in")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, source in SOURCES.items():
+            n = int(REAL_SIZES[name] * args.scale)
+            src = Path(tmp) / f"{name}.src.jsonl"
+            src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS[name](n)),
+                           encoding="utf-8")
+            convert = importlib.import_module(f"preprocess.{name}").convert
+            start = time.perf_counter()
+            stats = build(source, convert, str(src), Path(tmp) / f"{name}.jsonl", progress=False)
+            seconds = time.perf_counter() - start
+            total_rows, total_s = total_rows + stats["rows_read"], total_s + seconds
+            print(f"{name:<12} {stats['rows_read']:>8} {seconds:>8.2f} {stats['rows_read'] / seconds:>9.0f}"
+                  f"  {src.stat().st_size / 1e6:.1f}")
+    print(f"{'all three':<12} {total_rows:>8} {total_s:>8.2f} {total_rows / total_s:>9.0f}"
+          f"  (target: < 30 s)")
+
+
+if __name__ == "__main__":
+    main()

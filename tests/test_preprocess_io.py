@@ -1,0 +1,177 @@
+"""Reruns, the system-instruction rate, input formats, bad input and atomic writes."""
+import importlib
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks.synthetic import REAL_SIZES, ROWS
+from conftest import REPO, read_jsonl, write_jsonl
+from preprocess import guanaco_ko, koalpaca
+from preprocess.pipeline import InputError, build, system_coin
+from preprocess.prompts import SYSTEM_INSTRUCTION
+from preprocess.sources import GUANACO_KO, KOALPACA, SOURCES
+
+
+def cli(module, *args, env=None):
+    return subprocess.run([sys.executable, "-m", f"preprocess{module}", *map(str, args), "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def strip_provenance(rows):
+    return [{k: r[k] for k in ("instruction", "input", "output")} for r in rows]
+
+
+def test_rerun_is_byte_identical(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert cli("", "--sample", "--output-dir", out).returncode == 0
+    for name in SOURCES:
+        for suffix in (".jsonl", ".stats.json"):
+            assert (a / f"{name}{suffix}").read_bytes() == (b / f"{name}{suffix}").read_bytes()
+
+
+def test_coin_does_not_depend_on_row_order(tmp_path):
+    rows = ROWS["guanaco_ko"](500, seed=1)
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    outs = []
+    for i, src in enumerate((rows, shuffled)):
+        build(GUANACO_KO, guanaco_ko.convert, str(write_jsonl(tmp_path / f"s{i}.jsonl", src)),
+              tmp_path / f"o{i}.jsonl", progress=False)
+        outs.append(strip_provenance(read_jsonl(tmp_path / f"o{i}.jsonl")))
+    key = lambda r: r["output"]  # noqa: E731 - outputs are unique in the synthetic set
+    assert sorted(outs[0], key=key) == sorted(outs[1], key=key)
+
+
+def test_coin_is_a_pure_function_of_seed_source_and_identity():
+    assert system_coin(42, "koalpaca", "x", 0.8) == system_coin(42, "koalpaca", "x", 0.8)
+    draws = [(system_coin(s, src, "same row", 0.5)) for s in range(40) for src in ("koalpaca", "guanaco_ko")]
+    assert 0 < sum(draws) < len(draws)  # seed and source both change the draw
+    assert all(system_coin(s, "k", str(s), 1.0) for s in range(100))
+    assert not any(system_coin(s, "k", str(s), 0.0) for s in range(100))
+
+
+@pytest.mark.parametrize("name, module", [("koalpaca", koalpaca), ("guanaco_ko", guanaco_ko)])
+@pytest.mark.parametrize("rate", [0.8, 0.3])
+def test_measured_share_within_one_point_of_rate_on_real_size(tmp_path, name, module, rate):
+    src = write_jsonl(tmp_path / "src.jsonl", ROWS[name](REAL_SIZES[name]))
+    stats = build(SOURCES[name], module.convert, str(src), tmp_path / "o.jsonl", system_rate=rate, progress=False)
+    assert stats["rows_written"] == REAL_SIZES[name]
+    assert abs(stats["system_instruction_share"] - rate) <= 0.01
+
+
+def test_system_rate_zero_and_one(tmp_path):
+    src = str(KOALPACA.sample_path)
+    assert build(KOALPACA, koalpaca.convert, src, tmp_path / "a.jsonl", system_rate=0.0,
+                 progress=False)["system_instruction_rows"] == 0
+    all_rows = build(KOALPACA, koalpaca.convert, src, tmp_path / "b.jsonl", system_rate=1.0, progress=False)
+    assert all_rows["system_instruction_rows"] == all_rows["rows_written"] == 24
+
+
+def test_json_array_and_parquet_give_the_same_rows(tmp_path):
+    rows = [{"instruction": f"질문 {i}", "output": f"답 {i}", "url": ""} for i in range(20)]
+    (tmp_path / "a.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    outs = []
+    for src in (write_jsonl(tmp_path / "a.jsonl", rows), tmp_path / "a.json", tmp_path / "a.parquet"):
+        build(KOALPACA, koalpaca.convert, str(src), tmp_path / "o.jsonl", progress=False)
+        outs.append((tmp_path / "o.jsonl").read_bytes())
+    assert outs[0] == outs[1] == outs[2] and len(outs[0].splitlines()) == 20
+
+
+def test_each_converter_runs_alone_with_the_same_interface(tmp_path):
+    for name, source in SOURCES.items():
+        out = tmp_path / f"{name}.jsonl"
+        r = cli(f".{name}", "--input", source.sample_path, "--output", out, "--seed", 3, "--system-rate", 0.5)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"{name}: ") and out.exists() and (tmp_path / f"{name}.stats.json").exists()
+        assert json.loads((tmp_path / f"{name}.stats.json").read_text())["seed"] == 3
+
+
+def assert_clean_error(r, *needles):
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stderr.startswith("error: ")
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_missing_required_column_is_one_clear_error(tmp_path):
+    src = write_jsonl(tmp_path / "noout.jsonl", [{"instruction": "질문", "url": ""}] * 3)
+    out = tmp_path / "o.jsonl"
+    r = cli(".koalpaca", "--input", src, "--output", out)
+    assert_clean_error(r, str(src), "'output'", "columns found: instruction, url")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists() and os.listdir(tmp_path) == ["noout.jsonl"]
+
+
+def test_missing_column_in_parquet(tmp_path):
+    pq.write_table(pa.Table.from_pylist([{"id": "x", "instruction": "q", "output": "a"}]), tmp_path / "o.parquet")
+    assert_clean_error(cli(".openorca_ko", "--input", tmp_path / "o.parquet", "--output", tmp_path / "o.jsonl"),
+                       "'input'")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--input", "does/not/exist.jsonl"], "input file not found"),
+    (["--input", "requirements.txt"], "unsupported file type '.txt'"),
+    (["--system-rate", "1.5", "--input", "data/sample/koalpaca.jsonl"], "between 0 and 1"),
+])
+def test_bad_arguments(tmp_path, args, needle):
+    assert_clean_error(cli(".koalpaca", *args, "--output", tmp_path / "o.jsonl"), needle)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_file_with_no_usable_row_writes_nothing(tmp_path):
+    src = write_jsonl(tmp_path / "bad.jsonl", ["not json", {"text": "### Human: 답이 없음"}])
+    r = cli(".guanaco_ko", "--input", src, "--output", tmp_path / "o.jsonl")
+    assert_clean_error(r, "no usable rows", "bad_json=1", "no_assistant_turn=1")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_hub_unreachable_is_a_clear_error(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    r = cli(".openorca_ko", "--output", tmp_path / "o.jsonl", env=env)
+    assert_clean_error(r, "kyujinpy/OpenOrca-KO", "--input", "make data SOURCE=sample")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_failure_mid_write_keeps_the_previous_output(tmp_path):
+    out = tmp_path / "koalpaca.jsonl"
+    build(KOALPACA, koalpaca.convert, str(KOALPACA.sample_path), out, progress=False)
+    before = out.read_bytes(), (tmp_path / "koalpaca.stats.json").read_bytes()
+    calls = []
+
+    def failing(row, ctx):
+        calls.append(row)
+        if len(calls) == 10:
+            raise RuntimeError("disk full")
+        return koalpaca.convert(row, ctx)
+
+    with pytest.raises(RuntimeError):
+        build(KOALPACA, failing, str(KOALPACA.sample_path), out, system_rate=0.0, progress=False)
+    assert (out.read_bytes(), (tmp_path / "koalpaca.stats.json").read_bytes()) == before
+    assert sorted(os.listdir(tmp_path)) == ["koalpaca.jsonl", "koalpaca.stats.json"]  # no temp files left
+
+
+def test_input_error_is_raised_before_any_file_is_created(tmp_path):
+    with pytest.raises(InputError):
+        build(KOALPACA, koalpaca.convert, str(tmp_path / "missing.jsonl"), tmp_path / "sub" / "o.jsonl")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_system_instruction_is_defined_in_one_module_only():
+    holders = [p.relative_to(REPO) for d in ("preprocess", "benchmarks", "axolotl_configs")
+               for p in (REPO / d).rglob("*") if p.is_file() and p.suffix in (".py", ".yml", ".yaml")
+               and "상세한 답변을 제공하세요" in p.read_text(encoding="utf-8")]
+    assert [str(p) for p in holders] == ["preprocess/prompts.py"]
+    assert SYSTEM_INSTRUCTION.endswith("상세한 답변을 제공하세요.")
+
+
+def test_converter_modules_match_the_source_list():
+    for name in SOURCES:
+        assert callable(importlib.import_module(f"preprocess.{name}").convert)
