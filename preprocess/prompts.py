@@ -43,3 +43,13 @@ def alpaca_row(user_text: str, output: str, with_system: bool) -> dict[str, str]
     if with_system:
         return {"instruction": SYSTEM_INSTRUCTION, "input": user_text, "output": output}
     return {"instruction": user_text, "input": "", "output": output}
+
+
+def card_prompt(question: str, instruction: str = SYSTEM_INSTRUCTION,
+                history: list[tuple[str, str]] = ()) -> str:
+    """The card's recommended inference prompt: Question, then Instruction, then Response.
+
+    Earlier (question, answer) turns are rendered exactly as preprocessing renders guanaco rows.
+    """
+    return (f"{QUESTION}\n{render_dialogue(list(history), question)}\n\n"
+            f"{INSTRUCTION}\n{instruction}\n\n{RESPONSE}\n")

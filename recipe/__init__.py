@@ -1,0 +1,1 @@
+"""Glue around Axolotl and transformers: config checks, the CPU demo model and generation."""

@@ -1,0 +1,67 @@
+"""A tiny random-init Llama and a byte-level BPE tokenizer trained locally, fully offline.
+
+    python -m recipe.tiny_model OUT_DIR
+
+The tokenizer is trained on the bundled sample data and the prompt templates, so Korean text
+tokenizes into a few hundred tokens per row, and it carries Llama-3's special tokens
+(``<|begin_of_text|>`` is added as BOS, ``<|end_of_text|>`` is EOS and pad). The model has
+Llama-3's shape features (GQA, untied head, rope_theta 500000) at toy size. Weights are seeded,
+so the build is deterministic.
+"""
+import json
+import sys
+from pathlib import Path
+
+from preprocess.prompts import INSTRUCTION, QUESTION, RESPONSE
+from preprocess.sources import SOURCES
+
+BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
+SPECIAL_TOKENS = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+AXOLOTL_ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that "
+                           "provides further context. Write a response that appropriately completes the request.")
+
+
+def training_corpus() -> list[str]:
+    texts = [AXOLOTL_ALPACA_PREAMBLE, QUESTION, INSTRUCTION, RESPONSE, "### Input:"] * 20
+    for source in SOURCES.values():
+        for line in source.sample_path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                texts += [v for v in row.values() if isinstance(v, str)]
+    return texts
+
+
+def build(out: Path, vocab_size: int = 3000) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(training_corpus(), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=EOS,
+                                     model_max_length=2048)
+    hf_tok.save_pretrained(out)
+
+    config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         rope_theta=500000.0, bos_token_id=hf_tok.bos_token_id,
+                         eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id,
+                         tie_word_embeddings=False)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m recipe.tiny_model OUT_DIR")
+    build(Path(sys.argv[1]))
+    print(f"tiny Llama and tokenizer written to {sys.argv[1]}")
