@@ -4,26 +4,37 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+AXOLOTL := $(VENV)/bin/axolotl
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-8)
+# Axolotl's launcher execs `accelerate` from PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export AXOLOTL_DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
 
 SOURCE ?= hub
 SEED ?= 42
 SYSTEM_RATE ?= 0.8
+DATA_DIR ?=
+CONFIG ?= axolotl_configs/aog-lora.yml
+NGPUS ?= 1
+DEEPSPEED ?= $(if $(filter-out 1,$(NGPUS)),axolotl_configs/deepspeed/zero2.json)
+ALL_CONFIGS := $(wildcard axolotl_configs/*.yml axolotl_configs/ablations/*.yml)
+DEMO := outputs/demo
+
 ifeq ($(SOURCE),sample)
   DATA_FLAGS := --sample
 else ifneq ($(SOURCE),hub)
   $(error SOURCE must be 'hub' (default) or 'sample', got '$(SOURCE)')
 endif
-
-export AXOLOTL_DO_NOT_TRACK := 1
-export TOKENIZERS_PARALLELISM := false
+DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data demo test bench clean
+.PHONY: help venv data check train merge demo test bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SOURCE=hub|sample  SEED=$(SEED)  SYSTEM_RATE=$(SYSTEM_RATE)"
+	@echo "  variables: SOURCE=hub|sample SEED=$(SEED) SYSTEM_RATE=$(SYSTEM_RATE) DATA_DIR=<dir>"
+	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,11 +45,30 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP) ## Create .venv with the pinned requirements (done by every target)
 
-data: $(STAMP) ## Build the three Alpaca JSONL files (SOURCE=sample: offline, from data/sample/)
+data: $(STAMP) ## Build the Alpaca JSONL files (SOURCE=sample: offline, from data/sample/)
 	$(PY) -m preprocess $(DATA_FLAGS) --seed $(SEED) --system-rate $(SYSTEM_RATE)
 
-demo: $(STAMP) ## Offline end-to-end demo on CPU (sample data)
+check: $(STAMP) ## Validate configs with Axolotl + unknown-key check (all, or CONFIG=...)
+	$(PY) -m recipe.config check $(if $(filter command line,$(origin CONFIG)),$(CONFIG),$(ALL_CONFIGS))
+
+train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N (accelerate; DeepSpeed ZeRO-2 when N>1)
+	cfg=$$($(PY) -m recipe.config prepare $(CONFIG) --for train) && \
+	$(AXOLOTL) train "$$cfg" --launcher accelerate $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
+	  -- --num_processes $(NGPUS)
+
+merge: $(STAMP) ## Merge the trained adapter into the base: <output_dir>/merged
+	cfg=$$($(PY) -m recipe.config prepare $(CONFIG) --for merge) && $(AXOLOTL) merge-lora "$$cfg"
+
+demo: export HF_HUB_OFFLINE := 1
+demo: export HF_DATASETS_OFFLINE := 1
+demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train, merge, generate
 	$(MAKE) --no-print-directory data SOURCE=sample
+	$(PY) -m recipe.tiny_model $(DEMO)/tiny-llama
+	$(PY) -m recipe.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir data/processed-sample --out $(DEMO)
+	$(AXOLOTL) preprocess $(DEMO)/axolotl.yml
+	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml
+	$(MAKE) --no-print-directory merge CONFIG=$(DEMO)/axolotl.yml
+	$(PY) -m recipe.generate $(DEMO)/lora/merged "김치를 오래 보관하려면 어떻게 해야 하나요?" --max-new-tokens 24
 
 test: $(STAMP) ## Run the test suite (offline, CPU)
 	$(PY) -m pytest -q tests
@@ -46,5 +76,5 @@ test: $(STAMP) ## Run the test suite (offline, CPU)
 bench: $(STAMP) ## Preprocessing throughput on synthetic sources of the real sizes
 	$(PY) -m benchmarks.preprocess_throughput
 
-clean: ## Remove built data (keeps .venv)
-	rm -rf data/processed data/processed-sample
+clean: ## Remove built data and outputs (keeps .venv)
+	rm -rf data/processed data/processed-sample data/processed-nosys outputs last_run_prepared
