@@ -1,0 +1,134 @@
+"""The Axolotl configs: the card's values, ablation diffs, and the checks `make check` runs."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from preprocess.sources import PROCESSED_DIR, SOURCES
+from recipe.config import ConfigError, check, load, main, prepare
+
+RECIPE = Path("axolotl_configs/aog-lora.yml")
+ABLATIONS = {  # ablation -> the keys it may change
+    "openorca-only": {"datasets", "output_dir"},
+    "no-guanaco": {"datasets", "output_dir"},
+    "no-system": {"datasets", "output_dir"},
+    "fast-packing": {"sample_packing", "pad_to_sequence_len", "output_dir"},
+    "qlora-24gb": {"adapter", "load_in_4bit", "micro_batch_size", "gradient_accumulation_steps", "output_dir"},
+}
+ALL = [RECIPE] + [Path(f"axolotl_configs/ablations/{name}.yml") for name in ABLATIONS]
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+def test_every_config_is_listed_here():
+    assert sorted(map(str, ALL)) == sorted(str(p.relative_to(REPO)) for p in (REPO / "axolotl_configs").rglob("*.yml"))
+
+
+@pytest.mark.parametrize("path", ALL, ids=str)
+def test_config_passes_axolotl_validation_and_the_unknown_key_check(path):
+    check(path)
+
+
+@pytest.mark.parametrize("path", ALL, ids=str)
+def test_config_opens_with_the_command_that_runs_it(path):
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# make ") and f"make train CONFIG={path}" in first
+
+
+def test_recipe_matches_the_model_card():
+    cfg = load(RECIPE)
+    card = {"base_model": "beomi/Llama-3-Open-Ko-8B", "adapter": "lora", "lora_r": 32, "lora_alpha": 32,
+            "lora_dropout": 0.05, "gradient_accumulation_steps": 8, "micro_batch_size": 4, "num_epochs": 3,
+            "learning_rate": 0.0002, "lr_scheduler": "cosine", "warmup_steps": 50, "sequence_len": 4096,
+            "bf16": True, "attn_implementation": "flash_attention_2", "lora_target_linear": True,
+            "train_on_inputs": False, "special_tokens": {"pad_token": "<|end_of_text|>"}}
+    assert {k: cfg.get(k) for k in card} == card
+
+
+def test_recipe_trains_on_exactly_the_files_make_data_writes():
+    datasets = load(RECIPE)["datasets"]
+    assert [d["path"] for d in datasets] == [str(s.output_path().relative_to(REPO)) for s in SOURCES.values()]
+    assert all(d["type"] == "alpaca" and d["ds_type"] == "json" for d in datasets)
+    assert PROCESSED_DIR == REPO / "data" / "processed"
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_ablation_differs_from_the_recipe_only_where_its_name_says(name):
+    base, ablation = load(RECIPE), load(Path(f"axolotl_configs/ablations/{name}.yml"))
+    changed = {k for k in base.keys() | ablation.keys() if base.get(k) != ablation.get(k)}
+    assert changed == ABLATIONS[name]
+    assert ablation["output_dir"] == f"outputs/{name}"
+
+
+def test_ablation_datasets():
+    recipe = load(RECIPE)["datasets"]
+    by_name = {Path(d["path"]).stem: d for d in recipe}
+    assert load(Path("axolotl_configs/ablations/openorca-only.yml"))["datasets"] == [by_name["openorca_ko"]]
+    assert load(Path("axolotl_configs/ablations/no-guanaco.yml"))["datasets"] == [by_name["koalpaca"], by_name["openorca_ko"]]
+    nosys = load(Path("axolotl_configs/ablations/no-system.yml"))["datasets"]
+    assert nosys == [{**d, "path": d["path"].replace("data/processed/", "data/processed-nosys/")} for d in recipe]
+
+
+def test_qlora_keeps_the_effective_batch():
+    q, base = load(Path("axolotl_configs/ablations/qlora-24gb.yml")), load(RECIPE)
+    assert q["micro_batch_size"] * q["gradient_accumulation_steps"] == base["micro_batch_size"] * base["gradient_accumulation_steps"]
+
+
+def overlay(tmp_path, **keys):
+    path = tmp_path / "variant.yml"
+    path.write_text(yaml.safe_dump({"extends": str(REPO / RECIPE), **keys}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("keys, needle", [
+    ({"lora_rr": 8}, "unknown Axolotl option(s): lora_rr"),
+    ({"micro_batchsize": 2}, "micro_batchsize"),
+    ({"datasets": [{"path": "x.jsonl", "ds_typ": "json", "type": "alpaca"}]}, "datasets[0].ds_typ"),
+    ({"datasets": [{"path": "x.jsonl", "ds_type": "json",
+                    "type": {"field_instruction": "instruction", "no_input_fromat": "{instruction}"}}]},
+     "datasets[0].type.no_input_fromat"),
+    ({"micro_batch_size": "two"}, "rejected by Axolotl: micro_batch_size"),
+    ({"adapter": "loraa"}, "rejected by Axolotl"),
+])
+def test_bad_configs_are_caught(tmp_path, keys, needle):
+    with pytest.raises(ConfigError) as e:
+        check(overlay(tmp_path, **keys))
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("ds", ["zero2", "zero3"])
+def test_deepspeed_configs(tmp_path, ds):
+    stage = json.loads((REPO / f"axolotl_configs/deepspeed/{ds}.json").read_text())["zero_optimization"]["stage"]
+    assert stage == int(ds[-1])
+    check(overlay(tmp_path, deepspeed=f"axolotl_configs/deepspeed/{ds}.json"))
+
+
+def test_train_without_data_is_a_clear_error(tmp_path, capsys):
+    path = overlay(tmp_path, datasets=[{"path": str(tmp_path / "nope.jsonl"), "ds_type": "json", "type": "alpaca"}],
+                   output_dir=str(tmp_path / "out"))
+    assert main(["prepare", str(path), "--for", "train"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "training data not found" in err and "make data" in err
+
+
+def test_merge_without_adapter_is_a_clear_error(tmp_path, capsys):
+    path = overlay(tmp_path, output_dir=str(tmp_path / "out"))
+    assert main(["prepare", str(path), "--for", "merge"]) == 2
+    err = capsys.readouterr().err
+    assert "no LoRA adapter" in err and f"make train CONFIG={path}" in err
+
+
+def test_prepare_writes_the_resolved_config(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "q", "input": "", "output": "a"}\n', encoding="utf-8")
+    path = overlay(tmp_path, datasets=[{"path": str(data), "ds_type": "json", "type": "alpaca"}],
+                   output_dir=str(tmp_path / "out"))
+    resolved = prepare(path, "train")
+    assert resolved == tmp_path / "out" / "axolotl.yml"
+    cfg = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+    assert "extends" not in cfg and cfg["lora_r"] == 32 and cfg["datasets"][0]["path"] == str(data)
