@@ -20,6 +20,12 @@ NGPUS ?= 1
 DEEPSPEED ?= $(if $(filter-out 1,$(NGPUS)),axolotl_configs/deepspeed/zero2.json)
 ALL_CONFIGS := $(wildcard axolotl_configs/*.yml axolotl_configs/ablations/*.yml)
 DEMO := outputs/demo
+MODEL ?=
+ADAPTER ?=
+KOBEST_DATA ?=
+LIMIT ?=
+Q ?=
+FORMAT ?= card
 
 ifeq ($(SOURCE),sample)
   DATA_FLAGS := --sample
@@ -29,12 +35,13 @@ endif
 DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data check train merge demo test bench clean
+.PHONY: help venv data check train merge eval chat demo test bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 	@echo "  variables: SOURCE=hub|sample SEED=$(SEED) SYSTEM_RATE=$(SYSTEM_RATE) DATA_DIR=<dir>"
 	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
+	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> KOBEST_DATA=<dir> LIMIT=<n> Q=<question> FORMAT=card|alpaca"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -59,16 +66,28 @@ train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N (accelerate; DeepSpeed ZeRO
 merge: $(STAMP) ## Merge the trained adapter into the base: <output_dir>/merged
 	cfg=$$($(PY) -m recipe.config prepare $(CONFIG) --for merge) && $(AXOLOTL) merge-lora "$$cfg"
 
+eval: $(STAMP) ## KoBEST 5-shot with lm-eval: MODEL=... [ADAPTER=...] [KOBEST_DATA=dir] -> outputs/eval/
+	@test -n "$(MODEL)" || { echo "error: set MODEL=<merged model folder or Hub id> (and ADAPTER=<lora folder> to skip merging)" >&2; exit 2; }
+	$(PY) -m recipe.evaluate --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) \
+	  $(if $(KOBEST_DATA),--data-dir $(KOBEST_DATA)) $(if $(LIMIT),--limit $(LIMIT))
+
+chat: $(STAMP) ## Chat in the card's format: MODEL=... [ADAPTER=...] [Q="one question"] [FORMAT=alpaca]
+	@test -n "$(MODEL)" || { echo "error: set MODEL=<merged model folder or Hub id> (and ADAPTER=<lora folder> to skip merging)" >&2; exit 2; }
+	$(PY) -m recipe.chat $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --format $(FORMAT) $(if $(Q),--question "$(Q)")
+
 demo: export HF_HUB_OFFLINE := 1
 demo: export HF_DATASETS_OFFLINE := 1
-demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train, merge, generate
+demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train, merge, chat, eval
 	$(MAKE) --no-print-directory data SOURCE=sample
 	$(PY) -m recipe.tiny_model $(DEMO)/tiny-llama
 	$(PY) -m recipe.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir data/processed-sample --out $(DEMO)
 	$(AXOLOTL) preprocess $(DEMO)/axolotl.yml
 	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml
 	$(MAKE) --no-print-directory merge CONFIG=$(DEMO)/axolotl.yml
-	$(PY) -m recipe.generate $(DEMO)/lora/merged "김치를 오래 보관하려면 어떻게 해야 하나요?" --max-new-tokens 24
+	$(PY) -m recipe.chat $(DEMO)/lora/merged --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
+	  --max-new-tokens 24 --show-prompt
+	$(PY) -m recipe.evaluate --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/kobest-sample \
+	  --out $(DEMO)/eval
 
 test: $(STAMP) ## Run the test suite (offline, CPU)
 	$(PY) -m pytest -q tests

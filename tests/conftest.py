@@ -1,15 +1,18 @@
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-# Nothing in the suite may reach the Hub.
+# Nothing in the suite may reach the Hub, and its caches stay out of ~/.cache.
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                  AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled")
+                  AXOLOTL_DO_NOT_TRACK="1", WANDB_MODE="disabled",
+                  HF_HOME=tempfile.mkdtemp(prefix="hf_home_"))
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -28,3 +31,13 @@ def jsonl(tmp_path):
     def make(rows, name="src.jsonl"):
         return write_jsonl(tmp_path / name, rows)
     return make
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """`make demo` into a temporary folder: (folder, stdout). Shared by the Axolotl, chat and eval tests."""
+    out = tmp_path_factory.mktemp("demo")
+    r = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO={out}"], cwd=REPO,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r.stdout

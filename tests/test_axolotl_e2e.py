@@ -1,13 +1,11 @@
 """The offline demo through the real Axolotl: `make demo` (sample data, tiny Llama, preprocess,
-`make train`, `make merge`, generation), then golden prompts, loss masks, loss and the merge."""
+`make train`, `make merge`, chat, eval), then golden prompts, loss masks, loss and the merge."""
 import glob
 import json
 import math
-import subprocess
 
 import pytest
 
-from conftest import REPO
 from preprocess.prompts import SYSTEM_INSTRUCTION
 
 EOS = "<|end_of_text|>"
@@ -29,15 +27,6 @@ GOLDEN = [  # (rendered prompt, trained text) of three bundled sample rows
         "### Question:\n고마워. 주의할 점도 있을까?")),
      "무리하지 않는 것이 가장 중요합니다. 이상한 점이 느껴지면 전문가와 상담하세요." + EOS),
 ]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    r = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO={out}"], cwd=REPO,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return out, r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +93,8 @@ def test_merged_model_equals_base_plus_adapter(demo):
     assert (merged - base).abs().max() > 1e-4  # training really moved the adapter
 
 
-def test_demo_generates_from_a_question_prompt(demo):
-    _, stdout = demo
-    assert "### Question:\n김치를 오래 보관하려면 어떻게 해야 하나요?\n\n### Instruction:\n" in stdout
-    assert f"{SYSTEM_INSTRUCTION}\n\n### Response:\n" in stdout
+def test_demo_chats_in_the_card_format_and_evaluates(demo):
+    out, stdout = demo
+    assert ("### Question:\n김치를 오래 보관하려면 어떻게 해야 하나요?\n\n### Instruction:\n"
+            f"{SYSTEM_INSTRUCTION}\n\n### Response:\n") in stdout
+    assert (out / "eval" / "kobest.md").is_file() and "| kobest_wic |" in stdout

@@ -1,0 +1,111 @@
+"""Chat with a model in the card's prompt format, one-shot or interactive, streaming tokens.
+
+    python -m recipe.chat MODEL [--adapter DIR] [--question Q] [--format card|alpaca] [--show-prompt]
+
+Without --question it reads questions from stdin; /reset clears the history, /exit (or EOF) quits.
+Earlier turns are rendered with the same markers preprocessing uses for guanaco rows
+(``preprocess.prompts``). ``--format card`` (default) is the card's Question / Instruction /
+Response layout; ``--format alpaca`` is Axolotl's alpaca template, exactly as in training.
+The eos and pad ids come from the tokenizer: the published generation configs of the base and
+AOG models carry stale Llama-2 ids (eos 2, a byte in Llama-3's vocabulary).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from preprocess.prompts import SYSTEM_INSTRUCTION, card_prompt, render_dialogue
+from recipe.paths import missing_local
+
+FORMATS = ("card", "alpaca")
+
+
+def render(question: str, history: list[tuple[str, str]] = (), fmt: str = "card",
+           instruction: str = SYSTEM_INSTRUCTION) -> str:
+    """The prompt for ``question`` after ``history`` (pairs of question, answer)."""
+    if fmt == "card":
+        return card_prompt(question, instruction, list(history))
+    from axolotl.prompters import AlpacaPrompter  # the template `type: alpaca` trains on
+
+    return next(AlpacaPrompter().build_prompt(instruction, render_dialogue(list(history), question)))
+
+
+class Chat:
+    def __init__(self, model: str, adapter: str | None = None, fmt: str = "card",
+                 instruction: str = SYSTEM_INSTRUCTION, max_new_tokens: int = 512, temperature: float = 0.0):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32,
+            device_map="auto" if torch.cuda.is_available() else None)
+        if adapter:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter)
+        self.model.eval()
+        self.fmt, self.instruction = fmt, instruction
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.history: list[tuple[str, str]] = []
+
+    def ask(self, question: str, stream=sys.stdout, show_prompt: bool = False) -> str:
+        import torch
+        from transformers import TextStreamer
+
+        prompt = render(question, self.history, self.fmt, self.instruction)
+        if show_prompt:
+            print(prompt, end="", file=stream, flush=True)
+        ids = self.tok(prompt, return_tensors="pt").to(self.model.device)
+        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        streamer = TextStreamer(self.tok, skip_prompt=True, skip_special_tokens=True) if stream is sys.stdout else None
+        with torch.no_grad():
+            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, streamer=streamer,
+                                      eos_token_id=self.tok.eos_token_id,
+                                      pad_token_id=self.tok.pad_token_id if self.tok.pad_token_id is not None
+                                      else self.tok.eos_token_id, **sampling)
+        answer = self.tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True).strip()
+        if streamer is None:
+            print(answer, file=stream, flush=True)
+        self.history.append((question, answer))
+        return answer
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", help="model folder or Hub id (a merged model, or the base with --adapter)")
+    p.add_argument("--adapter", help="LoRA adapter folder, applied without merging")
+    p.add_argument("--question", help="ask once and exit (default: interactive)")
+    p.add_argument("--format", choices=FORMATS, default="card")
+    p.add_argument("--instruction", default=SYSTEM_INSTRUCTION, help="the ### Instruction: text")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--show-prompt", action="store_true", help="print each rendered prompt before the answer")
+    args = p.parse_args(argv)
+    for name in filter(None, (args.model, args.adapter)):
+        if missing_local(name):
+            print(f"error: {name}: folder not found (train and merge first, or give a Hub id)", file=sys.stderr)
+            return 2
+    try:
+        chat = Chat(args.model, args.adapter, args.format, args.instruction, args.max_new_tokens, args.temperature)
+    except (OSError, ValueError) as e:  # transformers/peft errors for a missing or incomplete folder
+        print(f"error: cannot load {args.model}{' + ' + args.adapter if args.adapter else ''}: "
+              f"{str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.question:
+        chat.ask(args.question, show_prompt=args.show_prompt)
+        return 0
+    print("Type a question; /reset clears the history, /exit quits.", file=sys.stderr)
+    for line in sys.stdin:
+        question = line.strip()
+        if question == "/exit":
+            break
+        if question == "/reset":
+            chat.history.clear()
+        elif question:
+            chat.ask(question, show_prompt=args.show_prompt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

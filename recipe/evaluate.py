@@ -1,0 +1,138 @@
+"""KoBEST 5-shot accuracy with lm-evaluation-harness, next to the model card's table.
+
+    python -m recipe.evaluate --model M [--adapter DIR] [--data-dir DIR] [--out DIR] [--limit N]
+
+The harness's own task definitions (prompts, choices, metrics) are used unchanged. By default
+they read ``skt/kobest_v1`` from the Hub; ``--data-dir DIR`` overrides only the data files with
+local ``DIR/<task>/{train,test}.jsonl`` in KoBEST's columns (shots come from train). A LoRA
+adapter is evaluated without merging (lm-eval's ``peft=``). Writes ``results.json`` (the raw
+harness output) and ``kobest.md`` (the card's table plus this run and the difference to AOG).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from recipe.paths import missing_local
+
+TASKS = ("boolq", "copa", "hellaswag", "sentineg", "wic")
+NUM_FEWSHOT = 5  # the card's "5shot kobest (Accuracy)"
+# The card's table: 5-shot accuracy and stderr per task, by model, in the card's column order.
+CARD = {
+    "werty1248/Llama-3-Ko-8B-OpenOrca": {"boolq": (0.7158, 0.0120), "copa": (0.7620, 0.0135),
+                                         "hellaswag": (0.4740, 0.0224), "sentineg": (0.9471, 0.0112),
+                                         "wic": (0.6079, 0.0138)},
+    "beomi/Llama-3-Open-Ko-8B": {"boolq": (0.7963, 0.0108), "copa": (0.8110, 0.0124),
+                                 "hellaswag": (0.4780, 0.0224), "sentineg": (0.9622, 0.0096),
+                                 "wic": (0.5778, 0.0139)},
+    "werty1248/Llama-3-Ko-8B-Instruct-AOG": {"boolq": (0.8312, 0.0100), "copa": (0.8120, 0.0124),
+                                             "hellaswag": (0.4700, 0.0223), "sentineg": (0.9647, 0.0093),
+                                             "wic": (0.5937, 0.0138)},
+}
+REFERENCE = "werty1248/Llama-3-Ko-8B-Instruct-AOG"
+
+
+class EvalError(Exception):
+    pass
+
+
+def task_specs(data_dir: Path | None) -> list:
+    """Task names (Hub data) or per-task overrides of only the data source (local data)."""
+    if data_dir is None:
+        return [f"kobest_{t}" for t in TASKS]
+    specs = []
+    for t in TASKS:
+        files = {split: Path(data_dir, t, f"{split}.jsonl").resolve() for split in ("train", "test")}
+        missing = [str(f) for f in files.values() if not f.is_file()]
+        if missing:
+            raise EvalError(f"KoBEST data not found: {', '.join(missing)} "
+                            f"(expected {data_dir}/<task>/train.jsonl and test.jsonl for {', '.join(TASKS)})")
+        specs.append({"task": f"kobest_{t}", "dataset_path": "json", "dataset_name": None,
+                      "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}}})
+    return specs
+
+
+def run(model: str, adapter: str | None = None, data_dir: Path | None = None, limit: int | None = None,
+        batch_size: int | str = 8, device: str | None = None, log_samples: bool = False) -> dict:
+    """The harness's result dict for the five KoBEST tasks, 5-shot."""
+    for name in filter(None, (model, adapter)):
+        if missing_local(name):
+            raise EvalError(f"{name}: folder not found")
+    specs = task_specs(data_dir)
+    import lm_eval
+    import torch
+    from lm_eval.tasks import TaskManager
+
+    model_args = {"pretrained": model, **({"peft": adapter} if adapter else {})}
+    try:
+        return lm_eval.simple_evaluate(
+            model="hf", model_args=model_args, tasks=specs, num_fewshot=NUM_FEWSHOT, limit=limit,
+            batch_size=batch_size, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            task_manager=TaskManager(), log_samples=log_samples)
+    except ConnectionError as e:  # what `datasets` raises for an unreachable Hub
+        raise EvalError(f"{e}. Without Hub access, pass local KoBEST files with --data-dir "
+                        f"(make eval KOBEST_DATA=DIR); data/kobest-sample/ shows the layout.") from None
+
+
+def markdown_table(results: dict, label: str) -> str:
+    """The card's table with this run and its difference to AOG appended."""
+    cols = list(CARD) + [label, f"Δ vs {REFERENCE.split('/')[1]}"]
+    lines = ["| Tasks | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for t in TASKS:
+        r = results["results"][f"kobest_{t}"]
+        acc, se = r["acc,none"], r["acc_stderr,none"]
+        card = [f"{a:.4f}±{s:.4f}" for a, s in (CARD[m][t] for m in CARD)]
+        lines.append(f"| kobest_{t} | " + " | ".join(card + [f"{acc:.4f}±{se:.4f}", f"{acc - CARD[REFERENCE][t][0]:+.4f}"]) + " |")
+    n = {t: results["n-samples"][f"kobest_{t}"]["effective"] for t in TASKS}
+    lines += ["", f"{NUM_FEWSHOT}-shot accuracy ± stderr; test docs per task: "
+              + ", ".join(f"{t} {k}" for t, k in n.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write(results: dict, label: str, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = {k: v for k, v in results.items() if k != "samples"}
+    json_path, md_path = out_dir / "results.json", out_dir / "kobest.md"
+    _write_atomic(json_path, json.dumps(raw, ensure_ascii=False, indent=2, default=str) + "\n")
+    _write_atomic(md_path, markdown_table(results, label))
+    return json_path, md_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model folder or Hub id (base model when --adapter is given)")
+    p.add_argument("--adapter", help="LoRA adapter folder, evaluated without merging")
+    p.add_argument("--data-dir", type=Path, help="local KoBEST data (default: skt/kobest_v1 from the Hub)")
+    p.add_argument("--out", type=Path, help="output folder (default: outputs/eval/<adapter or model>)")
+    p.add_argument("--limit", type=int, help="test docs per task (smoke runs only; not comparable to the card)")
+    p.add_argument("--batch-size", default="8")
+    p.add_argument("--device")
+    args = p.parse_args(argv)
+    label = args.adapter or args.model
+    out = args.out or Path("outputs/eval") / label.strip("/").replace("/", "__")
+    try:
+        results = run(args.model, args.adapter, args.data_dir, args.limit,
+                      int(args.batch_size) if args.batch_size.isdigit() else args.batch_size, args.device)
+    except EvalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    json_path, md_path = write(results, label, out)
+    print(md_path.read_text(encoding="utf-8"))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""`make chat` prompts (golden, shared with preprocessing and Axolotl) and `make eval` through the
+real lm-evaluation-harness on the tiny demo model and our KoBEST-shaped sample files."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from preprocess import guanaco_ko
+from preprocess.pipeline import RowContext
+from preprocess.prompts import SYSTEM_INSTRUCTION as SYS
+from recipe.chat import render
+from recipe.evaluate import CARD, TASKS, EvalError, markdown_table, run, task_specs
+from test_axolotl_e2e import GOLDEN
+
+KOBEST = REPO / "data" / "kobest-sample"
+
+# The card's own examples (Format & Examples), verbatim.
+CARD_Q = "피보나치 수열이 뭐야? 그리고 피보나치 수열에 대해 파이썬 코드를 짜줘볼래?"
+CARD_I = "친절한 챗봇으로서 상대방의 요청에 최대한 자세하고 친절하게 답하자."
+CARD_A = ("피보나치 수열은 1차와 2차 수를 사용해 다음 수를 구하는 방식으로 만들어지는 순열입니다. 예를들면 피보나치 수열의 "
+          "처음 7개 요소는 1, 1, 2, 3, 5, 8, 13입니다. 피보나치 수열의 각 위치에서 2개 이전 위치의 수를 더하여 새로운 요소가 "
+          "계산됩니다.\n\nPython 코드는 다음과 같습니다.\n\ndef fibo(n):\n    if n<2:\n         return n\n    else:\n"
+          "         return fibo(n-1)+fibo(n-2)\n\n이렇게 작성함으로써 피보나치 수열의 위치 0부터 n까지 각 요소가 계산됩니다. "
+          "6이라는 위치로 계산하는 경우 다음과 같은 출력이 나타납니다:\n\nprint(fibo(6))\n\nfibonacci(6)==> 8")
+
+
+def test_one_turn_prompt_is_the_cards_example():
+    assert render(CARD_Q, instruction=CARD_I) == (
+        "### Question:\n피보나치 수열이 뭐야? 그리고 피보나치 수열에 대해 파이썬 코드를 짜줘볼래?\n\n"
+        "### Instruction:\n친절한 챗봇으로서 상대방의 요청에 최대한 자세하고 친절하게 답하자.\n\n### Response:\n")
+
+
+def test_multi_turn_prompt_is_the_cards_multi_turn_example():
+    assert render("더 빠른 알고리즘은 없을까?", [(CARD_Q, CARD_A)], instruction=CARD_I) == (
+        f"### Question:\n{CARD_Q}\n### Response:\n{CARD_A}\n### Question:\n더 빠른 알고리즘은 없을까?\n\n"
+        f"### Instruction:\n{CARD_I}\n\n### Response:\n")
+
+
+def test_three_turn_prompt_matches_what_preprocessing_renders_for_guanaco():
+    text = "### Human: 질문1### Assistant: 답1### Human: 질문2### Assistant: 답2### Human: 질문3### Assistant: 답3"
+    row = guanaco_ko.convert({"text": text}, RowContext("guanaco_ko", 42, 1.0))
+    prompt = render("질문3", [("질문1", "답1"), ("질문2", "답2")])
+    assert prompt == "### Question:\n질문1\n### Response:\n답1\n### Question:\n질문2\n### Response:\n답2\n" \
+                     f"### Question:\n질문3\n\n### Instruction:\n{SYS}\n\n### Response:\n"
+    assert prompt == f"### Question:\n{row['input']}\n\n### Instruction:\n{row['instruction']}\n\n### Response:\n"
+
+
+def test_alpaca_format_is_exactly_what_axolotl_trained_on():
+    history = [("자전거 체인에서 소리가 나면 어떻게 해야 하나요?",
+                "체인이 말라 있거나 먼지가 많으면 소리가 납니다. 마른 천으로 체인을 닦은 뒤 전용 윤활유를 한 방울씩 바르고, "
+                "남은 기름은 닦아 내면 됩니다."),
+               ("예를 하나만 더 들어 줄래?", "물론입니다. 비슷한 예로, 같은 원리가 일상에서도 자주 나타납니다.")]
+    prompt = render("고마워. 주의할 점도 있을까?", history, fmt="alpaca")
+    assert "<|begin_of_text|>" + prompt == GOLDEN[2][0]  # the golden checked against Axolotl's prepared rows
+
+
+def chat(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "recipe.chat", *map(str, args)], cwd=REPO, input=stdin,
+                          capture_output=True, text=True)
+
+
+def test_chat_one_shot_streams_an_answer(demo):
+    out, _ = demo
+    r = chat(out / "lora" / "merged", "--question", "안녕?", "--max-new-tokens", "4", "--show-prompt")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"### Question:\n안녕?\n\n### Instruction:\n{SYS}\n\n### Response:\n")
+    assert len(r.stdout) > len(render("안녕?"))
+
+
+def test_interactive_chat_keeps_history_until_reset(demo):
+    out, _ = demo
+    r = chat(out / "tiny-llama", "--adapter", out / "lora", "--max-new-tokens", "3", "--show-prompt",
+             stdin="첫 질문\n두 번째 질문\n/reset\n세 번째 질문\n/exit\n")
+    assert r.returncode == 0, r.stderr
+    prompts = r.stdout.split("### Question:\n")
+    assert prompts[1].startswith("첫 질문\n\n### Instruction:")
+    assert prompts[2].startswith("첫 질문\n### Response:\n") and prompts[3].startswith("두 번째 질문\n\n")
+    assert prompts[4].startswith("세 번째 질문\n\n### Instruction:") and len(prompts) == 5
+
+
+def test_chat_with_a_missing_model_is_a_clear_error(tmp_path):
+    r = chat(tmp_path / "no-model", "--question", "x")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def eval_runs(demo):
+    out, _ = demo
+    tiny, lora, merged = str(out / "tiny-llama"), str(out / "lora"), str(out / "lora" / "merged")
+    kw = dict(data_dir=KOBEST, batch_size=4, device="cpu", log_samples=True)
+    return {"adapter": run(tiny, lora, **kw), "merged": run(merged, **kw), "base": run(tiny, **kw)}
+
+
+def loglikelihoods(res, task):
+    samples = sorted(res["samples"][task], key=lambda s: s["doc_id"])
+    return [float(r[0]) for s in samples for r in s["filtered_resps"]]  # one per (doc, choice)
+
+
+def test_harness_runs_all_five_tasks_five_shot_on_local_data(eval_runs):
+    res = eval_runs["adapter"]
+    for t in TASKS:
+        n_test = len((KOBEST / t / "test.jsonl").read_text(encoding="utf-8").splitlines())
+        assert res["n-shot"][f"kobest_{t}"] == 5
+        assert res["n-samples"][f"kobest_{t}"]["effective"] == n_test
+        assert 0 <= res["results"][f"kobest_{t}"]["acc,none"] <= 1
+    # the harness's own prompt was used, only the data source changed
+    assert res["configs"]["kobest_boolq"]["doc_to_text"] == "{{paragraph}} 질문: {{question}} 답변: "
+    assert res["configs"]["kobest_boolq"]["dataset_path"] == "json"
+
+
+def test_adapter_without_merging_scores_like_the_merged_model(eval_runs):
+    for t in TASKS:
+        a, m, b = (loglikelihoods(eval_runs[k], f"kobest_{t}") for k in ("adapter", "merged", "base"))
+        assert a == pytest.approx(m, abs=1e-3)
+        assert a != pytest.approx(b, abs=1e-3)
+
+
+def test_table_has_the_cards_columns_and_the_difference(eval_runs):
+    res = eval_runs["adapter"]
+    table = markdown_table(res, "my-run")
+    assert table.splitlines()[0] == ("| Tasks | werty1248/Llama-3-Ko-8B-OpenOrca | beomi/Llama-3-Open-Ko-8B | "
+                                     "werty1248/Llama-3-Ko-8B-Instruct-AOG | my-run | Δ vs Llama-3-Ko-8B-Instruct-AOG |")
+    boolq = next(l for l in table.splitlines() if l.startswith("| kobest_boolq |"))
+    acc = res["results"]["kobest_boolq"]["acc,none"]
+    assert "| 0.7158±0.0120 | 0.7963±0.0108 | 0.8312±0.0100 |" in boolq
+    assert boolq.endswith(f"| {acc - 0.8312:+.4f} |")
+    assert sum(l.startswith("| kobest_") for l in table.splitlines()) == 5
+    assert CARD["werty1248/Llama-3-Ko-8B-Instruct-AOG"]["hellaswag"] == (0.4700, 0.0223)
+
+
+def test_demo_wrote_results_json_and_table(demo):
+    out, _ = demo
+    raw = json.loads((out / "eval" / "results.json").read_text(encoding="utf-8"))
+    assert set(raw["results"]) == {f"kobest_{t}" for t in TASKS} and "samples" not in raw
+    assert (out / "eval" / "kobest.md").read_text(encoding="utf-8").count("| kobest_") == 5
+
+
+def test_missing_local_kobest_data_is_a_clear_error(tmp_path):
+    with pytest.raises(EvalError, match="KoBEST data not found"):
+        task_specs(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "recipe.evaluate", "--model", "x", "--data-dir", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "KoBEST data not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_make_eval_and_chat_need_a_model():
+    for target in ("eval", "chat"):
+        r = subprocess.run(["make", "--no-print-directory", target], cwd=REPO, capture_output=True, text=True)
+        assert r.returncode != 0 and "set MODEL=" in r.stderr
