@@ -26,6 +26,7 @@ KOBEST_DATA ?=
 LIMIT ?=
 Q ?=
 FORMAT ?= card
+TOKENIZER ?=
 
 ifeq ($(SOURCE),sample)
   DATA_FLAGS := --sample
@@ -35,13 +36,14 @@ endif
 DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data check train merge eval chat demo test bench clean
+.PHONY: help venv data check preflight train merge eval chat demo test bench clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SOURCE=hub|sample SEED=$(SEED) SYSTEM_RATE=$(SYSTEM_RATE) DATA_DIR=<dir>"
 	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
 	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> KOBEST_DATA=<dir> LIMIT=<n> Q=<question> FORMAT=card|alpaca"
+	@echo "             TOKENIZER=<dir> (preflight without Hub access)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -57,6 +59,10 @@ data: $(STAMP) ## Build the Alpaca JSONL files (SOURCE=sample: offline, from dat
 
 check: $(STAMP) ## Validate configs with Axolotl + unknown-key check (all, or CONFIG=...)
 	$(PY) -m recipe.config check $(if $(filter command line,$(origin CONFIG)),$(CONFIG),$(ALL_CONFIGS))
+
+preflight: $(STAMP) ## Data card, KoBEST overlap, manifest, time/memory estimate: CONFIG=... [TOKENIZER=dir] [KOBEST_DATA=dir]
+	$(PY) -m recipe.preflight $(CONFIG) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) \
+	  $(if $(KOBEST_DATA),--kobest-dir $(KOBEST_DATA))
 
 train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N (accelerate; DeepSpeed ZeRO-2 when N>1)
 	cfg=$$($(PY) -m recipe.config prepare $(CONFIG) --for train) && \
@@ -81,6 +87,7 @@ demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train
 	$(MAKE) --no-print-directory data SOURCE=sample
 	$(PY) -m recipe.tiny_model $(DEMO)/tiny-llama
 	$(PY) -m recipe.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir data/processed-sample --out $(DEMO)
+	$(PY) -m recipe.preflight $(DEMO)/axolotl.yml --kobest-dir data/kobest-sample --out $(DEMO)/preflight
 	$(AXOLOTL) preprocess $(DEMO)/axolotl.yml
 	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml
 	$(MAKE) --no-print-directory merge CONFIG=$(DEMO)/axolotl.yml

@@ -95,12 +95,17 @@ def write_resolved(cfg: dict, origin: Path, out: Path) -> Path:
     return out
 
 
+def missing_data(cfg: dict) -> list[str]:
+    """Local JSONL datasets of ``cfg`` that do not exist yet."""
+    return [d["path"] for d in cfg["datasets"] if d.get("ds_type") == "json" and not Path(d["path"]).is_file()]
+
+
 def prepare(path: Path, stage: str) -> Path:
     """Check a config for ``train`` or ``merge`` and write its resolved copy; returns that path."""
     cfg = check(path)
     output_dir = Path(cfg["output_dir"])
     if stage == "train":
-        missing = [d["path"] for d in cfg["datasets"] if d.get("ds_type") == "json" and not Path(d["path"]).is_file()]
+        missing = missing_data(cfg)
         if missing:
             raise ConfigError(f"{path}: training data not found: {', '.join(missing)}. "
                               "Build it first with `make data` (see the command at the top of the config).")

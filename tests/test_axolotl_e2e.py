@@ -47,7 +47,7 @@ def split_row(row):
 
 def test_every_sample_row_is_prepared(prepared):
     ds, _ = prepared
-    assert len(ds) == 24 + 24 + 20  # rows written by `make data SOURCE=sample`; none over sequence_len
+    assert len(ds) == 25 + 24 + 20  # rows written by `make data SOURCE=sample`; none over sequence_len
 
 
 def test_loss_mask_prompt_ignored_answer_and_eos_trained(prepared):

@@ -71,7 +71,7 @@ def test_system_rate_zero_and_one(tmp_path):
     assert build(KOALPACA, koalpaca.convert, src, tmp_path / "a.jsonl", system_rate=0.0,
                  progress=False)["system_instruction_rows"] == 0
     all_rows = build(KOALPACA, koalpaca.convert, src, tmp_path / "b.jsonl", system_rate=1.0, progress=False)
-    assert all_rows["system_instruction_rows"] == all_rows["rows_written"] == 24
+    assert all_rows["system_instruction_rows"] == all_rows["rows_written"] == 25
 
 
 def test_json_array_and_parquet_give_the_same_rows(tmp_path):

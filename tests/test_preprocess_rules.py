@@ -115,7 +115,7 @@ def test_openorca_drops_empty_output_but_keeps_empty_input(jsonl, tmp_path):
 
 # The bundled samples cover every edge case above; their exact counts are part of the spec.
 SAMPLE_COUNTS = {
-    "koalpaca": (28, 24, {"bad_json": 1, "wrong_type": 1, "empty_field": 2}, [22], {}),
+    "koalpaca": (29, 25, {"bad_json": 1, "wrong_type": 1, "empty_field": 2}, [22], {}),
     "openorca_ko": (27, 24, {"wrong_type": 2, "empty_field": 1}, [], {}),
     "guanaco_ko": (26, 20, {"empty_field": 2, "no_assistant_turn": 2, "broken_alternation": 2}, [],
                    {"trailing_human_turn_removed": 7}),

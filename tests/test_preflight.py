@@ -1,0 +1,172 @@
+"""Preflight numbers on a fixture whose answers are counted by hand: a whitespace word-level
+tokenizer (one token per word), a 1-layer toy architecture, and two tiny sources."""
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, read_jsonl, write_jsonl
+from preprocess.prompts import SYSTEM_INSTRUCTION
+from recipe import estimate
+from recipe.preflight import main, run
+from recipe.tokens import row_lengths
+
+LONG = " ".join(f"w{i}" for i in range(45))
+A = [{"instruction": "하나 둘", "input": "", "output": "셋"},          # 21+2 prompt, 1+EOS answer = 25
+     {"instruction": "하나 둘", "input": "", "output": "셋"},          # duplicate in source
+     {"instruction": "가 나 다 라", "input": "", "output": LONG}]      # 25 + 46 = 71 > 64: dropped by Axolotl
+B = [{"instruction": SYSTEM_INSTRUCTION, "input": "하나 둘", "output": "셋"},   # 31+14+2 + 2 = 49
+     {"instruction": "하나 둘", "input": "", "output": "셋"},                    # 25, duplicates A[0]
+     {"instruction": "일 이 삼 사 오 육 칠 팔", "input": "", "output": "끝"},    # 31, 8 words of a KoBEST text
+     {"instruction": "일 이 삼 사 오 육 칠", "input": "", "output": "끝"},       # 30, only 7 words: clean
+     {"instruction": "질문", "input": "", "output": "그 정말 좋은 영화 였다 !"}]  # 29, a whole short KoBEST text
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    root = tmp_path_factory.mktemp("preflight")
+    data = root / "data"
+    data.mkdir()
+    write_jsonl(data / "a.jsonl", A)
+    write_jsonl(data / "b.jsonl", B)
+    (data / "a.stats.json").write_text(json.dumps({"dropped": {"bad_json": 2, "empty_field": 0}, "seed": 7}))
+    kobest = root / "kobest"
+    for task in ("boolq", "copa", "hellaswag", "sentineg", "wic"):
+        (kobest / task).mkdir(parents=True)
+        (kobest / task / "test.jsonl").write_text("", encoding="utf-8")
+    write_jsonl(kobest / "boolq" / "test.jsonl", [{"paragraph": "일 이 삼 사 오 육 칠 팔 구", "question": "짧은 질문", "label": 1}])
+    write_jsonl(kobest / "sentineg" / "test.jsonl", [{"sentence": "정말 좋은 영화 였다.", "label": 1}])
+
+    from axolotl.prompters import AlpacaPrompter
+    words = {w for r in A + B for v in r.values() for w in v.split()}
+    words |= set(next(AlpacaPrompter().build_prompt("x", "y")).split()) | set(next(AlpacaPrompter().build_prompt("x")).split())
+    vocab = {"<unk>": 0, "<|begin_of_text|>": 1, "<|end_of_text|>": 2, **{w: i + 3 for i, w in enumerate(sorted(words))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+                            unk_token="<unk>", pad_token="<|end_of_text|>").save_pretrained(root / "tok")
+    LlamaConfig(hidden_size=4, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                intermediate_size=8, vocab_size=10, tie_word_embeddings=False).save_pretrained(root / "arch")
+    cfg = {"extends": str(REPO / "axolotl_configs/aog-lora.yml"), "base_model": str(root / "arch"),
+           "datasets": [{"path": str(data / f"{n}.jsonl"), "ds_type": "json", "type": "alpaca"} for n in "ab"],
+           "sequence_len": 64, "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1,
+           "gradient_checkpointing": False, "lora_r": 2, "output_dir": str(root / "out")}
+    config = root / "cfg.yml"
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    report = run(config, tokenizer=str(root / "tok"), kobest_dir=kobest, out=root / "report")
+    return root, report
+
+
+def by_source(report):
+    return {s["source"]: s for s in report["sources"]}
+
+
+def test_per_source_numbers(fixture):
+    _, report = fixture
+    a, b = by_source(report)["a"], by_source(report)["b"]
+    assert (a["rows"], a["tokens_p50"], a["tokens_p90"], a["tokens_max"], a["over_sequence_len"]) == (3, 25, 71, 71, 1)
+    assert a["dropped_by_converter"] == {"bad_json": 2}
+    assert a["supervised_share"] == round(4 / 50, 4) and a["tokens_trained"] == 50
+    assert (a["duplicates_in_source"], a["duplicates_of_other_sources"], a["system_instruction_share"]) == (1, 0, 0)
+    assert (b["rows"], b["tokens_p50"], b["tokens_p90"], b["tokens_max"], b["over_sequence_len"]) == (5, 30, 49, 49, 0)
+    assert b["supervised_share"] == round(15 / 164, 4) and b["system_instruction_share"] == 0.2
+    assert (b["duplicates_in_source"], b["duplicates_of_other_sources"]) == (0, 1)
+    assert b["dropped_by_converter"] == {}
+
+
+def test_kobest_overlap(fixture):
+    root, report = fixture
+    flagged = read_jsonl(root / "report" / "contamination.jsonl")
+    assert report["kobest_texts"] == 3 and report["contaminated_rows"] == 2
+    assert [(f["source"], f["row"], f["task"], f["kobest_doc"], f["ngram"]) for f in flagged] == [
+        ("b", 3, "boolq", 0, "일 이 삼 사 오 육 칠 팔"), ("b", 5, "sentineg", 0, "정말 좋은 영화 였다")]
+
+
+def test_flop_and_step_estimate(fixture):
+    _, report = fixture
+    arch = estimate.Arch(4, 1, 2, 1, 8, 10)
+    assert (arch.matmul_params, arch.total_params, arch.lora_params(2)) == (184, 224, 128)
+    rows = {(e["gpu"], e["packing"]): e for e in report["estimates"]}
+    # kept lengths 25 25 49 25 31 30 29: 214 tokens, sum of squares 6978; per token 4*184 + 6*128 = 1504
+    off, on = rows[("A100-80GB", False)], rows[("A100-80GB", True)]
+    assert (off["positions_per_epoch"], off["optimizer_steps"], off["flops"]) == (214, 7, 214 * 1504 + 24 * 6978)
+    assert (on["positions_per_epoch"], on["optimizer_steps"], on["flops"]) == (4 * 64, 4, 256 * 1504 + 24 * 6978)
+    assert off["chosen"] and not on["chosen"]
+    assert off["hours"] == pytest.approx(off["flops"] / (312e12 * 0.4) / 3600)
+    assert rows[("H100-80GB", False)]["hours"] * 989 == pytest.approx(off["hours"] * 312)
+    # 2*224 weights + 16*128 LoRA/Adam + 34*4*49 activations + 10*49*10 logits + 3 GB overhead
+    assert off["peak_memory_gb"] == pytest.approx((448 + 2048 + 6664 + 4900 + 3e9) / 1e9)
+
+
+def test_packing_is_best_fit_decreasing():
+    assert estimate.packed_sequences([49, 31, 30, 29, 25, 25, 25], 64) == 4
+    assert estimate.packed_sequences([32] * 4, 64) == 2
+    assert estimate.padded_tokens([1, 2, 3, 4], micro_batch=4) == 16
+
+
+def test_llama3_8b_shapes():
+    arch = estimate.Arch(4096, 32, 32, 8, 14336, 128256)
+    assert round(arch.matmul_params / 1e9, 2) == 7.50 and round(arch.total_params / 1e9, 2) == 8.03
+    assert arch.lora_params(32) == 83_886_080
+
+
+def test_manifest_hashes_every_input_and_output(fixture):
+    root, _ = fixture
+    manifest = json.loads((root / "report" / "manifest.json").read_text())
+    expected_inputs = {root / "cfg.yml", root / "data/a.jsonl", root / "data/b.jsonl", root / "data/a.stats.json",
+                       *(root / "kobest").rglob("*.jsonl")}
+    assert set(manifest["inputs"]) == {str(p) for p in expected_inputs}
+    for path, digest in {**manifest["inputs"], **manifest["outputs"]}.items():
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+    assert set(manifest["outputs"]) == {str(root / "report" / n) for n in
+                                        ("data_card.md", "lengths.png", "contamination.jsonl", "preflight.json")}
+    assert manifest["resolved_config"]["lora_r"] == 2 and "extends" not in manifest["resolved_config"]
+    assert manifest["packages"]["axolotl"] == "0.19.0" and manifest["seeds"] == {"training": 42, "data": {"a": 7}}
+    assert len(manifest["git"]["commit"] or "") in (0, 40)
+
+
+def test_data_card_and_plot(fixture):
+    root, _ = fixture
+    card = (root / "report" / "data_card.md").read_text(encoding="utf-8")
+    assert "| a | 3 | bad_json 2 | 25 / 71 / 71 / 71 | 1 | 8.0% | 0.0% | 1 | 0 |" in card
+    assert "2 training rows share a word n-gram with 3 KoBEST test texts" in card
+    assert (root / "report" / "lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lengths_match_axolotls_prepared_rows(demo):
+    """Preflight counts tokens exactly as Axolotl prepares them (checked on the demo's real run)."""
+    import glob
+
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    out, _ = demo
+    [path] = [p for p in glob.glob(f"{out}/prepared/*") if glob.glob(f"{p}/dataset_info.json")]
+    prepared = load_from_disk(path)
+    tok = AutoTokenizer.from_pretrained(out / "tiny-llama")
+    rows = [r for n in ("koalpaca", "openorca_ko", "guanaco_ko") for r in read_jsonl(REPO / f"data/processed-sample/{n}.jsonl")]
+    ours = Counter(row_lengths(rows, tok, 512))
+    axolotl = Counter((len(r["input_ids"]), sum(l != -100 for l in r["labels"])) for r in prepared)
+    assert ours == axolotl
+
+
+def test_missing_tokenizer_is_a_clear_error(fixture, capsys):
+    root, _ = fixture
+    assert main([str(root / "cfg.yml"), "--tokenizer", str(root / "no-tokenizer"), "--kobest-dir", str(root / "kobest")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load the tokenizer") and "--tokenizer DIR" in err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump({"extends": str(REPO / "axolotl_configs/aog-lora.yml"),
+                                   "datasets": [{"path": str(tmp_path / "x.jsonl"), "ds_type": "json", "type": "alpaca"}]}))
+    assert main([str(cfg)]) == 2
+    assert "training data not found" in capsys.readouterr().err
