@@ -165,14 +165,14 @@ def _convert_one(source: Source, value: Any, convert: Converter, ctx: RowContext
 class _AtomicFile:
     """A text file written under a temporary name and renamed into place by ``commit``."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, binary: bool = False):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self.file = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")
 
     def commit(self) -> None:
         self.file.close()
@@ -182,6 +182,17 @@ class _AtomicFile:
         self.file.close()
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write a whole file so that a failure leaves the previous version (or nothing) in place."""
+    f = _AtomicFile(Path(path), binary=isinstance(content, bytes))
+    try:
+        f.file.write(content)
+        f.commit()
+    except BaseException:
+        f.discard()
+        raise
 
 
 def _display_path(path: Path) -> str:

@@ -89,9 +89,10 @@ def check(path: Path) -> dict:
 
 
 def write_resolved(cfg: dict, origin: Path, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from preprocess.pipeline import write_atomic
+
     header = f"# Resolved from {origin} by recipe.config; edit that file, not this one.\n"
-    out.write_text(header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_atomic(out, header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return out
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from preprocess.pipeline import write_atomic
 from recipe.paths import missing_local
 
 TASKS = ("boolq", "copa", "hellaswag", "sentineg", "wic")
@@ -93,20 +92,11 @@ def markdown_table(results: dict, label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write(results: dict, label: str, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     raw = {k: v for k, v in results.items() if k != "samples"}
     json_path, md_path = out_dir / "results.json", out_dir / "kobest.md"
-    _write_atomic(json_path, json.dumps(raw, ensure_ascii=False, indent=2, default=str) + "\n")
-    _write_atomic(md_path, markdown_table(results, label))
+    write_atomic(json_path, json.dumps(raw, ensure_ascii=False, indent=2, default=str) + "\n")
+    write_atomic(md_path, markdown_table(results, label))
     return json_path, md_path
 
 

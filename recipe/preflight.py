@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from preprocess.pipeline import stats_path
+from preprocess.pipeline import stats_path, write_atomic
 from preprocess.prompts import SYSTEM_INSTRUCTION
 from recipe import contamination, estimate
 from recipe.config import ConfigError, check, missing_data
@@ -109,8 +110,10 @@ def plot_lengths(df, sequence_len: int, out: Path) -> None:
         ax.legend(fontsize=8)
     axes[-1, 0].set_xlabel("tokens (prompt + answer + EOS)")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(out, png.getvalue())
 
 
 def git_commit() -> dict:
@@ -129,11 +132,11 @@ def packages() -> dict:
     return found
 
 
-def data_card(config: Path, cfg: dict, summary: list[dict], flagged: list[dict], n_kobest: int,
+def data_card(config: Path, cfg: dict, tokenizer: str, summary: list[dict], flagged: list[dict], n_kobest: int,
               estimates: list[dict] | str, utilisation: float, strategy: str) -> str:
     seq = cfg["sequence_len"]
     lines = [f"# Preflight: {config}", "",
-             f"Tokenizer: `{cfg['_tokenizer']}`; sequence_len {seq}; rows longer than that are "
+             f"Tokenizer: `{tokenizer}`; sequence_len {seq}; rows longer than that are "
              f"{'dropped' if strategy == 'drop' else strategy + 'd'} by Axolotl (`excess_length_strategy: {strategy}`).", "",
              "| source | rows | dropped by converter | tokens p50 / p90 / p99 / max | over sequence_len | "
              "supervised share | system instr. | dup in source | dup of other source |",
@@ -178,7 +181,6 @@ def run(config: Path, tokenizer: str | None = None, kobest_dir: Path | None = No
     except (OSError, ValueError) as e:
         raise PreflightError(f"cannot load the tokenizer {tok_name} ({str(e).splitlines()[0]}); "
                              "pass a local one with --tokenizer DIR (make preflight TOKENIZER=DIR)") from None
-    cfg["_tokenizer"] = tok_name
     seq, strategy = cfg["sequence_len"], cfg.get("excess_length_strategy") or "drop"
     lengths = {name: row_lengths(rows, tok, seq, bool(cfg.get("train_on_inputs"))) for name, (_, rows, _) in sources.items()}
     summary, df = summarise(sources, lengths, seq, strategy)
@@ -205,20 +207,17 @@ def run(config: Path, tokenizer: str | None = None, kobest_dir: Path | None = No
         estimates = f"cannot load the config of {cfg['base_model']} ({str(e).splitlines()[0]})"
 
     out = out or Path("outputs/preflight") / config.stem
-    out.mkdir(parents=True, exist_ok=True)
     plot_lengths(df, seq, out / "lengths.png")
-    (out / "contamination.jsonl").write_text("".join(json.dumps(f, ensure_ascii=False) + "\n" for f in flagged),
-                                             encoding="utf-8")
+    write_atomic(out / "contamination.jsonl", "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in flagged))
     report = {"config": str(config), "sources": summary, "kobest_texts": len(docs), "contaminated_rows": len(flagged),
               "estimates": estimates, "utilisation": utilisation}
-    (out / "preflight.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "data_card.md").write_text(data_card(config, cfg, summary, flagged, len(docs), estimates, utilisation,
-                                                strategy), encoding="utf-8")
+    write_atomic(out / "preflight.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    write_atomic(out / "data_card.md", data_card(config, cfg, tok_name, summary, flagged, len(docs), estimates,
+                                                 utilisation, strategy))
     inputs = [config] + [p for p, _, _ in sources.values()] + [stats_path(p) for p, _, _ in sources.values()
                                                               if stats_path(p).is_file()]
     if kobest_dir:
         inputs += sorted(Path(kobest_dir).rglob("*.jsonl"))
-    cfg.pop("_tokenizer")
     manifest = {
         "config": str(config), "resolved_config": cfg, "git": git_commit(), "packages": packages(),
         "seeds": {"training": cfg.get("seed"),
@@ -229,7 +228,7 @@ def run(config: Path, tokenizer: str | None = None, kobest_dir: Path | None = No
         "outputs": {str(out / n): sha256(out / n) for n in ("data_card.md", "lengths.png", "contamination.jsonl",
                                                              "preflight.json")},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_atomic(out / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
     return {"out": out, **report}
 
 
