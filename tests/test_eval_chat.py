@@ -111,10 +111,12 @@ def test_harness_runs_all_five_tasks_five_shot_on_local_data(eval_runs):
 
 
 def test_adapter_without_merging_scores_like_the_merged_model(eval_runs):
-    for t in TASKS:
-        a, m, b = (loglikelihoods(eval_runs[k], f"kobest_{t}") for k in ("adapter", "merged", "base"))
-        assert a == pytest.approx(m, abs=1e-3)
-        assert a != pytest.approx(b, abs=1e-3)
+    a, m, b = ([x for t in TASKS for x in loglikelihoods(eval_runs[k], f"kobest_{t}")]
+               for k in ("adapter", "merged", "base"))
+    adapter_vs_merged = max(abs(x - y) for x, y in zip(a, m))
+    adapter_vs_base = max(abs(x - y) for x, y in zip(a, b))
+    assert adapter_vs_merged < 1e-4  # float noise only
+    assert adapter_vs_base > 100 * adapter_vs_merged  # the adapter really changes the scores
 
 
 def test_table_has_the_cards_columns_and_the_difference(eval_runs):
