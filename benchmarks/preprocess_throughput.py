@@ -6,14 +6,13 @@ Prints rows/s per source and the total processing time (file writing included; s
 generation excluded). Target: all three sources in under 30 s on a 2-core machine.
 """
 import argparse
-import importlib
 import json
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.synthetic import REAL_SIZES, ROWS
-from preprocess.pipeline import build
+from preprocess.pipeline import build, converter
 from preprocess.sources import SOURCES
 
 
@@ -29,9 +28,8 @@ def main() -> None:
             src = Path(tmp) / f"{name}.src.jsonl"
             src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS[name](n)),
                            encoding="utf-8")
-            convert = importlib.import_module(f"preprocess.{name}").convert
             start = time.perf_counter()
-            stats = build(source, convert, str(src), Path(tmp) / f"{name}.jsonl", progress=False)
+            stats = build(source, converter(name), str(src), Path(tmp) / f"{name}.jsonl", progress=False)
             seconds = time.perf_counter() - start
             total_rows, total_s = total_rows + stats["rows_read"], total_s + seconds
             print(f"{name:<12} {stats['rows_read']:>8} {seconds:>8.2f} {stats['rows_read'] / seconds:>9.0f}"

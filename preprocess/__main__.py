@@ -4,11 +4,10 @@ Without --sample each source is loaded from its pinned Hub revision; with --samp
 bundled rows in data/sample/ (offline).
 """
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
-from preprocess.pipeline import DEFAULT_SEED, build, run
+from preprocess.pipeline import DEFAULT_SEED, build, converter, run
 from preprocess.prompts import DEFAULT_SYSTEM_RATE
 from preprocess.sources import PROCESSED_DIR, SAMPLE_PROCESSED_DIR, SOURCES
 
@@ -17,9 +16,8 @@ def jobs(args: argparse.Namespace) -> list[dict]:
     out_dir = args.output_dir or (SAMPLE_PROCESSED_DIR if args.sample else PROCESSED_DIR)
     results = []
     for name, source in SOURCES.items():
-        module = importlib.import_module(f"preprocess.{name}")
         results.append(build(
-            source, module.convert,
+            source, converter(name),
             input_path=str(source.sample_path) if args.sample else None,
             output=source.output_path(out_dir),
             seed=args.seed,

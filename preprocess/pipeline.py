@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -69,6 +70,11 @@ class RowContext:
 Converter = Callable[[dict, RowContext], dict]
 
 
+def converter(name: str) -> Converter:
+    """The ``convert`` function of ``preprocess/<name>.py``."""
+    return importlib.import_module(f"preprocess.{name}").convert
+
+
 # ---------------------------------------------------------------- reading
 
 def _parse_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -102,13 +108,12 @@ def read_local(path: Path) -> list[tuple[int, Any]]:
         try:
             whole = json.loads(path.read_bytes())
         except ValueError:
-            whole = None  # not one JSON document: read it as JSON lines
+            return list(_parse_json_lines(path))  # not one JSON document: JSON lines
         if isinstance(whole, list):
             return list(enumerate(whole, start=1))
-        if whole is not None and not isinstance(whole, dict):
-            raise InputError(f"{path}: expected a JSON array of objects or JSON lines")
         if isinstance(whole, dict):
             return [(1, whole)]
+        raise InputError(f"{path}: expected a JSON array of objects or JSON lines")
     return list(_parse_json_lines(path))
 
 

@@ -1,5 +1,4 @@
 """Reruns, the system-instruction rate, input formats, bad input and atomic writes."""
-import importlib
 import json
 import os
 import random
@@ -13,7 +12,7 @@ import pytest
 from benchmarks.synthetic import REAL_SIZES, ROWS
 from conftest import REPO, read_jsonl, write_jsonl
 from preprocess import guanaco_ko, koalpaca
-from preprocess.pipeline import InputError, build, system_coin
+from preprocess.pipeline import InputError, build, converter, system_coin
 from preprocess.prompts import SYSTEM_INSTRUCTION
 from preprocess.sources import GUANACO_KO, KOALPACA, SOURCES
 
@@ -174,4 +173,4 @@ def test_system_instruction_is_defined_in_one_module_only():
 
 def test_converter_modules_match_the_source_list():
     for name in SOURCES:
-        assert callable(importlib.import_module(f"preprocess.{name}").convert)
+        assert callable(converter(name))

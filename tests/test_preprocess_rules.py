@@ -124,11 +124,11 @@ SAMPLE_COUNTS = {
 
 @pytest.mark.parametrize("name", SAMPLE_COUNTS)
 def test_sample_build_counts(tmp_path, name):
-    import importlib
+    from preprocess.pipeline import converter
     from preprocess.sources import SOURCES
     source = SOURCES[name]
     read, written, dropped, bad_lines, notes = SAMPLE_COUNTS[name]
-    stats = build(source, importlib.import_module(f"preprocess.{name}").convert, str(source.sample_path),
+    stats = build(source, converter(name), str(source.sample_path),
                   tmp_path / f"{name}.jsonl", progress=False)
     assert (stats["rows_read"], stats["rows_written"]) == (read, written)
     assert {k: v for k, v in stats["dropped"].items() if v} == dropped
