@@ -17,7 +17,18 @@ SYSTEM_RATE ?= 0.8
 DATA_DIR ?=
 CONFIG ?= axolotl_configs/aog-lora.yml
 NGPUS ?= 1
-DEEPSPEED ?= $(if $(filter-out 1,$(NGPUS)),axolotl_configs/deepspeed/zero2.json)
+NNODES ?= 1
+NODE_RANK ?= 0
+MAIN_ADDR ?=
+MAIN_PORT ?= 29500
+RESUME ?=
+OVERWRITE ?=
+KEEP_ACCUMULATION ?=
+PROCS = $(shell echo $$(( $(NGPUS) * $(NNODES) )))
+DEEPSPEED ?= $(if $(filter-out 1,$(PROCS)),axolotl_configs/deepspeed/zero2.json)
+# accelerate's own multi-node arguments; Axolotl passes everything after `--` to it.
+LAUNCH = --num_processes $(PROCS) $(if $(filter-out 1,$(NNODES)),--num_machines $(NNODES) \
+  --machine_rank $(NODE_RANK) --main_process_ip $(MAIN_ADDR) --main_process_port $(MAIN_PORT))
 ALL_CONFIGS := $(wildcard axolotl_configs/*.yml axolotl_configs/ablations/*.yml)
 DEMO := outputs/demo
 MODEL ?=
@@ -42,7 +53,9 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SOURCE=hub|sample SEED=$(SEED) SYSTEM_RATE=$(SYSTEM_RATE) DATA_DIR=<dir>"
 	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
-	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> KOBEST_DATA=<dir> LIMIT=<n> Q=<question> FORMAT=card|alpaca"
+	@echo "             RESUME=1 OVERWRITE=1 KEEP_ACCUMULATION=1 NNODES=<n> NODE_RANK=<i> MAIN_ADDR=<ip> MAIN_PORT=<port>"
+	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> (default: the run of CONFIG) KOBEST_DATA=<dir> LIMIT=<n>"
+	@echo "             Q=<question> FORMAT=card|alpaca"
 	@echo "             TOKENIZER=<dir> (preflight without Hub access)"
 
 $(STAMP): requirements.txt
@@ -64,22 +77,25 @@ preflight: $(STAMP) ## Data card, KoBEST overlap, manifest, time/memory estimate
 	$(PY) -m recipe.preflight $(CONFIG) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) \
 	  $(if $(KOBEST_DATA),--kobest-dir $(KOBEST_DATA))
 
-train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N (accelerate; DeepSpeed ZeRO-2 when N>1)
-	cfg=$$($(PY) -m recipe.config prepare $(CONFIG) --for train) && \
-	$(AXOLOTL) train "$$cfg" --launcher accelerate $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
-	  -- --num_processes $(NGPUS)
+train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N [RESUME=1|OVERWRITE=1] (tokenizes once, then accelerate)
+	@test "$(NNODES)" = 1 || test -n "$(MAIN_ADDR)" || { echo "error: NNODES=$(NNODES) needs MAIN_ADDR=<IP of node 0>, \
+	  and NODE_RANK=<0..$(NNODES)-1> on each node" >&2; exit 2; }
+	cfg=$$($(PY) -m recipe.run train $(CONFIG) --gpus $(PROCS) $(if $(filter 1,$(RESUME)),--resume) \
+	  $(if $(filter 1,$(OVERWRITE)),--overwrite) $(if $(filter 1,$(KEEP_ACCUMULATION)),--keep-accumulation)) && \
+	$(AXOLOTL) train "$$cfg" --launcher accelerate $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) -- $(LAUNCH) && \
+	$(PY) -m recipe.run finish-train "$$cfg"
 
-merge: $(STAMP) ## Merge the trained adapter into the base: <output_dir>/merged
-	cfg=$$($(PY) -m recipe.config prepare $(CONFIG) --for merge) && $(AXOLOTL) merge-lora "$$cfg"
+merge: $(STAMP) ## Merge the trained adapter of CONFIG into its base: <output_dir>/merged
+	cfg=$$($(PY) -m recipe.run merge $(CONFIG)) && $(AXOLOTL) merge-lora "$$cfg" && \
+	$(PY) -m recipe.run finish-merge "$$cfg"
 
-eval: $(STAMP) ## KoBEST 5-shot with lm-eval: MODEL=... [ADAPTER=...] [KOBEST_DATA=dir] -> outputs/eval/
-	@test -n "$(MODEL)" || { echo "error: set MODEL=<merged model folder or Hub id> (and ADAPTER=<lora folder> to skip merging)" >&2; exit 2; }
-	$(PY) -m recipe.evaluate --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) \
+eval: $(STAMP) ## KoBEST 5-shot with lm-eval on the run of CONFIG (or MODEL=... [ADAPTER=...]) [KOBEST_DATA=dir]
+	$(PY) -m recipe.evaluate --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
 	  $(if $(KOBEST_DATA),--data-dir $(KOBEST_DATA)) $(if $(LIMIT),--limit $(LIMIT))
 
-chat: $(STAMP) ## Chat in the card's format: MODEL=... [ADAPTER=...] [Q="one question"] [FORMAT=alpaca]
-	@test -n "$(MODEL)" || { echo "error: set MODEL=<merged model folder or Hub id> (and ADAPTER=<lora folder> to skip merging)" >&2; exit 2; }
-	$(PY) -m recipe.chat $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --format $(FORMAT) $(if $(Q),--question "$(Q)")
+chat: $(STAMP) ## Chat in the card's format with the run of CONFIG (or MODEL=... [ADAPTER=...]) [Q="one question"]
+	$(PY) -m recipe.chat $(MODEL) --config $(CONFIG) $(if $(ADAPTER),--adapter $(ADAPTER)) \
+	  --format $(FORMAT) $(if $(Q),--question "$(Q)")
 
 demo: export HF_HUB_OFFLINE := 1
 demo: export HF_DATASETS_OFFLINE := 1
@@ -88,10 +104,9 @@ demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train
 	$(PY) -m recipe.tiny_model $(DEMO)/tiny-llama
 	$(PY) -m recipe.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir data/processed-sample --out $(DEMO)
 	$(PY) -m recipe.preflight $(DEMO)/axolotl.yml --kobest-dir data/kobest-sample --out $(DEMO)/preflight
-	$(AXOLOTL) preprocess $(DEMO)/axolotl.yml
-	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml
+	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml OVERWRITE=1
 	$(MAKE) --no-print-directory merge CONFIG=$(DEMO)/axolotl.yml
-	$(PY) -m recipe.chat $(DEMO)/lora/merged --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
+	$(PY) -m recipe.chat --config $(DEMO)/axolotl.yml --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
 	  --max-new-tokens 24 --show-prompt
 	$(PY) -m recipe.evaluate --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/kobest-sample \
 	  --out $(DEMO)/eval
@@ -103,4 +118,4 @@ bench: $(STAMP) ## Preprocessing throughput on synthetic sources of the real siz
 	$(PY) -m benchmarks.preprocess_throughput
 
 clean: ## Remove built data and outputs (keeps .venv)
-	rm -rf data/processed data/processed-sample data/processed-nosys outputs last_run_prepared
+	rm -rf data/processed data/processed-sample data/processed-nosys data/prepared outputs last_run_prepared

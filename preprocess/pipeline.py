@@ -200,6 +200,15 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         raise
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _display_path(path: Path) -> str:
     """A path as reports show it: relative to the repo when inside it, so reports do not
     depend on where the repo was cloned."""

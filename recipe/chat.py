@@ -1,6 +1,8 @@
 """Chat with a model in the card's prompt format, one-shot or interactive, streaming tokens.
 
-    python -m recipe.chat MODEL [--adapter DIR] [--question Q] [--format card|alpaca] [--show-prompt]
+    python -m recipe.chat [MODEL] [--config CONFIG] [--adapter DIR] [--question Q] [--format card|alpaca] [--show-prompt]
+
+Without MODEL, the model is the run of ``--config``: its merged model, else base + adapter.
 
 Without --question it reads questions from stdin; /reset clears the history, /exit (or EOF) quits.
 Earlier turns are rendered with the same markers preprocessing uses for guanaco rows
@@ -13,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from preprocess.prompts import SYSTEM_INSTRUCTION, card_prompt, render_dialogue
+from recipe.config import ConfigError
 from recipe.paths import missing_local
+from recipe.run import model_to_use
 
 FORMATS = ("card", "alpaca")
 
@@ -73,7 +78,8 @@ class Chat:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", help="model folder or Hub id (a merged model, or the base with --adapter)")
+    p.add_argument("model", nargs="?", help="model folder or Hub id (a merged model, or the base with --adapter)")
+    p.add_argument("--config", type=Path, help="chat with the run this Axolotl config trains (when MODEL is not given)")
     p.add_argument("--adapter", help="LoRA adapter folder, applied without merging")
     p.add_argument("--question", help="ask once and exit (default: interactive)")
     p.add_argument("--format", choices=FORMATS, default="card")
@@ -82,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--show-prompt", action="store_true", help="print each rendered prompt before the answer")
     args = p.parse_args(argv)
+    try:
+        args.model, args.adapter, _ = model_to_use(args.config, args.model, args.adapter)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for name in filter(None, (args.model, args.adapter)):
         if missing_local(name):
             print(f"error: {name}: folder not found (train and merge first, or give a Hub id)", file=sys.stderr)

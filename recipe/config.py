@@ -1,13 +1,11 @@
-"""Axolotl configs: resolve ``extends``, check them, and prepare a run.
+"""Axolotl configs: resolve ``extends``, check them, and write the CPU demo copy.
 
     python -m recipe.config check CONFIG [CONFIG ...]   schema + unknown-key check
-    python -m recipe.config prepare CONFIG --for train  check, data present -> prints resolved YAML path
-    python -m recipe.config prepare CONFIG --for merge  check, adapter present -> prints resolved YAML path
     python -m recipe.config cpu CONFIG --model DIR --data-dir DIR --out DIR   CPU demo copy
 
 An ablation YAML names its parent with ``extends: ../aog-lora.yml`` and sets only the keys it
 changes (top-level keys replace the parent's). Axolotl itself always gets a resolved, complete
-YAML written to ``<output_dir>/axolotl.yml``.
+YAML: ``recipe.run`` writes it to ``<output_dir>/axolotl.yml``, the record of the run.
 """
 from __future__ import annotations
 
@@ -101,21 +99,6 @@ def missing_data(cfg: dict) -> list[str]:
     return [d["path"] for d in cfg["datasets"] if d.get("ds_type") == "json" and not Path(d["path"]).is_file()]
 
 
-def prepare(path: Path, stage: str) -> Path:
-    """Check a config for ``train`` or ``merge`` and write its resolved copy; returns that path."""
-    cfg = check(path)
-    output_dir = Path(cfg["output_dir"])
-    if stage == "train":
-        missing = missing_data(cfg)
-        if missing:
-            raise ConfigError(f"{path}: training data not found: {', '.join(missing)}. "
-                              "Build it first with `make data` (see the command at the top of the config).")
-    elif not (output_dir / ADAPTER_FILE).is_file():
-        raise ConfigError(f"{path}: no LoRA adapter in {output_dir}/ ({ADAPTER_FILE} missing). "
-                          f"Train it first: make train CONFIG={path}")
-    return write_resolved(cfg, path, output_dir / RESOLVED_NAME)
-
-
 # Settings the CPU demo changes; everything else (dataset type, LoRA, packing, masking) is kept.
 CPU_OVERRIDES = {
     "attn_implementation": "sdpa",  # flash-attn is CUDA-only
@@ -144,12 +127,9 @@ def cpu_copy(cfg: dict, model_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Check and prepare Axolotl configs.")
+    p = argparse.ArgumentParser(description="Check Axolotl configs and write the CPU demo copy.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check").add_argument("configs", nargs="+", type=Path)
-    prep = sub.add_parser("prepare")
-    prep.add_argument("config", type=Path)
-    prep.add_argument("--for", dest="stage", choices=("train", "merge"), required=True)
     cpu = sub.add_parser("cpu")
     cpu.add_argument("config", type=Path)
     cpu.add_argument("--model", type=Path, required=True)
@@ -161,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
             for path in args.configs:
                 check(path)
                 print(f"{path}: OK")
-        elif args.cmd == "prepare":
-            print(prepare(args.config, args.stage))
         else:
             cfg = cpu_copy(check(args.config), args.model, args.data_dir, args.out)
             print(write_resolved(cfg, args.config, args.out / RESOLVED_NAME))

@@ -1,12 +1,14 @@
 """KoBEST 5-shot accuracy with lm-evaluation-harness, next to the model card's table.
 
-    python -m recipe.evaluate --model M [--adapter DIR] [--data-dir DIR] [--out DIR] [--limit N]
+    python -m recipe.evaluate [--config CONFIG] [--model M] [--adapter DIR] [--data-dir DIR] [--out DIR] [--limit N]
 
 The harness's own task definitions (prompts, choices, metrics) are used unchanged. By default
 they read ``skt/kobest_v1`` from the Hub; ``--data-dir DIR`` overrides only the data files with
 local ``DIR/<task>/{train,test}.jsonl`` in KoBEST's columns (shots come from train). A LoRA
-adapter is evaluated without merging (lm-eval's ``peft=``). Writes ``results.json`` (the raw
-harness output) and ``kobest.md`` (the card's table plus this run and the difference to AOG).
+adapter is evaluated without merging (lm-eval's ``peft=``). Without ``--model``, the model is the run
+of ``--config`` (its merged model, else base + adapter) and the results go to ``<output_dir>/eval/``.
+Writes ``results.json`` (the raw harness output) and ``kobest.md`` (the card's table plus this run and
+the difference to AOG).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import sys
 from pathlib import Path
 
 from preprocess.pipeline import write_atomic
+from recipe.config import ConfigError
 from recipe.paths import missing_local
+from recipe.run import model_to_use
 
 TASKS = ("boolq", "copa", "hellaswag", "sentineg", "wic")
 NUM_FEWSHOT = 5  # the card's "5shot kobest (Accuracy)"
@@ -102,7 +106,8 @@ def write(results: dict, label: str, out_dir: Path) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model folder or Hub id (base model when --adapter is given)")
+    p.add_argument("--config", type=Path, help="evaluate the run this Axolotl config trains")
+    p.add_argument("--model", help="model folder or Hub id (base model when --adapter is given); overrides --config")
     p.add_argument("--adapter", help="LoRA adapter folder, evaluated without merging")
     p.add_argument("--data-dir", type=Path, help="local KoBEST data (default: skt/kobest_v1 from the Hub)")
     p.add_argument("--out", type=Path, help="output folder (default: outputs/eval/<adapter or model>)")
@@ -110,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", default="8")
     p.add_argument("--device")
     args = p.parse_args(argv)
-    label = args.adapter or args.model
-    out = args.out or Path("outputs/eval") / label.strip("/").replace("/", "__")
     try:
-        results = run(args.model, args.adapter, args.data_dir, args.limit,
+        model, adapter, out = model_to_use(args.config, args.model, args.adapter)
+        label = adapter or model
+        out = args.out or (out / "eval" if out else Path("outputs/eval") / label.strip("/").replace("/", "__"))
+        results = run(model, adapter, args.data_dir, args.limit,
                       int(args.batch_size) if args.batch_size.isdigit() else args.batch_size, args.device)
-    except EvalError as e:
+    except (EvalError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     json_path, md_path = write(results, label, out)

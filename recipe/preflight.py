@@ -11,7 +11,6 @@ resolved config, package versions, git commit, seeds).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import subprocess
@@ -19,7 +18,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from preprocess.pipeline import stats_path, write_atomic
+from preprocess.pipeline import sha256_file, stats_path, write_atomic
 from preprocess.prompts import SYSTEM_INSTRUCTION
 from recipe import contamination, estimate
 from recipe.config import ConfigError, check, missing_data
@@ -30,14 +29,6 @@ PACKAGES = ("torch", "axolotl", "transformers", "peft", "datasets", "tokenizers"
 
 class PreflightError(Exception):
     pass
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_sources(cfg: dict) -> dict[str, tuple[Path, list[dict], dict | None]]:
@@ -224,8 +215,8 @@ def run(config: Path, tokenizer: str | None = None, kobest_dir: Path | None = No
                   "data": {n: s.get("seed") for n, (_, _, s) in sources.items() if s}},
         "data_inputs": {n: {"input": s.get("input"), "resolved_revision": s.get("resolved_revision")}
                         for n, (_, _, s) in sources.items() if s},
-        "inputs": {str(p): sha256(p) for p in inputs},
-        "outputs": {str(out / n): sha256(out / n) for n in ("data_card.md", "lengths.png", "contamination.jsonl",
+        "inputs": {str(p): sha256_file(p) for p in inputs},
+        "outputs": {str(out / n): sha256_file(out / n) for n in ("data_card.md", "lengths.png", "contamination.jsonl",
                                                              "preflight.json")},
     }
     write_atomic(out / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")

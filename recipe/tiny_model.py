@@ -6,7 +6,8 @@ The tokenizer is trained on the bundled sample data and the prompt templates, so
 tokenizes into a few hundred tokens per row, and it carries Llama-3's special tokens
 (``<|begin_of_text|>`` is added as BOS, ``<|end_of_text|>`` is EOS and pad). The model has
 Llama-3's shape features (GQA, untied head, rope_theta 500000) at toy size. Weights are seeded,
-so the build is deterministic.
+so the build is deterministic. Like ``beomi/Llama-3-Open-Ko-8B``, it ships a stale
+``generation_config.json`` (Llama-2's bos 1, eos 2, pad 2), so the demo meets the real base's trap.
 """
 import json
 import sys
@@ -17,6 +18,7 @@ from preprocess.sources import SOURCES
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 SPECIAL_TOKENS = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+STALE_GENERATION_IDS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}  # the base's generation_config.json
 AXOLOTL_ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that "
                            "provides further context. Write a response that appropriately completes the request.")
 
@@ -37,7 +39,7 @@ def training_corpus() -> list[str]:
 def build(out: Path, vocab_size: int = 3000) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -57,7 +59,9 @@ def build(out: Path, vocab_size: int = 3000) -> None:
                          eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id,
                          tie_word_embeddings=False)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(**STALE_GENERATION_IDS)
+    model.save_pretrained(out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def load_prepared(record: Path):
+    """The tokenized dataset a run's record (<output_dir>/axolotl.yml) points Axolotl at."""
+    import yaml
+    from datasets import load_from_disk
+
+    folder = yaml.safe_load(record.read_text(encoding="utf-8"))["dataset_prepared_path"]
+    [info] = Path(folder).glob("*/dataset_info.json")
+    return load_from_disk(str(info.parent))
+
+
 @pytest.fixture
 def jsonl(tmp_path):
     def make(rows, name="src.jsonl"):

@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from conftest import load_prepared
+
 from preprocess.prompts import SYSTEM_INSTRUCTION
 
 EOS = "<|end_of_text|>"
@@ -31,12 +33,10 @@ GOLDEN = [  # (rendered prompt, trained text) of three bundled sample rows
 
 @pytest.fixture(scope="module")
 def prepared(demo):
-    from datasets import load_from_disk
     from transformers import AutoTokenizer
 
     out, _ = demo
-    [path] = [p for p in glob.glob(f"{out}/prepared/*") if glob.glob(f"{p}/dataset_info.json")]
-    return load_from_disk(path), AutoTokenizer.from_pretrained(out / "tiny-llama")
+    return load_prepared(out / "lora" / "axolotl.yml"), AutoTokenizer.from_pretrained(out / "tiny-llama")
 
 
 def split_row(row):

@@ -7,7 +7,8 @@ import yaml
 
 from conftest import REPO
 from preprocess.sources import PROCESSED_DIR, SOURCES
-from recipe.config import ConfigError, check, load, main, prepare
+from recipe import run
+from recipe.config import ConfigError, check, load
 
 RECIPE = Path("axolotl_configs/aog-lora.yml")
 ABLATIONS = {  # ablation -> the keys it may change
@@ -111,24 +112,14 @@ def test_deepspeed_configs(tmp_path, ds):
 def test_train_without_data_is_a_clear_error(tmp_path, capsys):
     path = overlay(tmp_path, datasets=[{"path": str(tmp_path / "nope.jsonl"), "ds_type": "json", "type": "alpaca"}],
                    output_dir=str(tmp_path / "out"))
-    assert main(["prepare", str(path), "--for", "train"]) == 2
+    assert run.main(["train", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "training data not found" in err and "make data" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_merge_without_adapter_is_a_clear_error(tmp_path, capsys):
     path = overlay(tmp_path, output_dir=str(tmp_path / "out"))
-    assert main(["prepare", str(path), "--for", "merge"]) == 2
+    assert run.main(["merge", str(path)]) == 2
     err = capsys.readouterr().err
     assert "no LoRA adapter" in err and f"make train CONFIG={path}" in err
-
-
-def test_prepare_writes_the_resolved_config(tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"instruction": "q", "input": "", "output": "a"}\n', encoding="utf-8")
-    path = overlay(tmp_path, datasets=[{"path": str(data), "ds_type": "json", "type": "alpaca"}],
-                   output_dir=str(tmp_path / "out"))
-    resolved = prepare(path, "train")
-    assert resolved == tmp_path / "out" / "axolotl.yml"
-    cfg = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-    assert "extends" not in cfg and cfg["lora_r"] == 32 and cfg["datasets"][0]["path"] == str(data)

@@ -145,9 +145,3 @@ def test_missing_local_kobest_data_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "recipe.evaluate", "--model", "x", "--data-dir", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "KoBEST data not found" in r.stderr and "Traceback" not in r.stderr
-
-
-def test_make_eval_and_chat_need_a_model():
-    for target in ("eval", "chat"):
-        r = subprocess.run(["make", "--no-print-directory", target], cwd=REPO, capture_output=True, text=True)
-        assert r.returncode != 0 and "set MODEL=" in r.stderr

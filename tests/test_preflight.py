@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, read_jsonl, write_jsonl
+from conftest import REPO, load_prepared, read_jsonl, write_jsonl
 from preprocess.prompts import SYSTEM_INSTRUCTION
 from recipe import estimate
 from recipe.preflight import main, run
@@ -142,14 +142,10 @@ def test_data_card_and_plot(fixture):
 
 def test_lengths_match_axolotls_prepared_rows(demo):
     """Preflight counts tokens exactly as Axolotl prepares them (checked on the demo's real run)."""
-    import glob
-
-    from datasets import load_from_disk
     from transformers import AutoTokenizer
 
     out, _ = demo
-    [path] = [p for p in glob.glob(f"{out}/prepared/*") if glob.glob(f"{p}/dataset_info.json")]
-    prepared = load_from_disk(path)
+    prepared = load_prepared(out / "lora" / "axolotl.yml")
     tok = AutoTokenizer.from_pretrained(out / "tiny-llama")
     rows = [r for n in ("koalpaca", "openorca_ko", "guanaco_ko") for r in read_jsonl(REPO / f"data/processed-sample/{n}.jsonl")]
     ours = Counter(row_lengths(rows, tok, 512))
