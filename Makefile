@@ -24,11 +24,23 @@ MAIN_PORT ?= 29500
 RESUME ?=
 OVERWRITE ?=
 KEEP_ACCUMULATION ?=
+TRACK ?=
+HF_REPO ?=
+MERGED ?=
+PRIVATE ?=
+DRY_RUN ?=
+ifneq ($(filter train,$(MAKECMDGOALS)),)
+  ifneq ($(shell echo '$(NGPUS) $(NNODES) $(NODE_RANK)' | grep -xE '[1-9][0-9]* [1-9][0-9]* [0-9]+'),)
+  else
+    $(error NGPUS and NNODES must be whole numbers >= 1 and NODE_RANK >= 0, got NGPUS=$(NGPUS) NNODES=$(NNODES) NODE_RANK=$(NODE_RANK))
+  endif
+endif
 PROCS = $(shell echo $$(( $(NGPUS) * $(NNODES) )))
 DEEPSPEED ?= $(if $(filter-out 1,$(PROCS)),axolotl_configs/deepspeed/zero2.json)
-# accelerate's own multi-node arguments; Axolotl passes everything after `--` to it.
-LAUNCH = --num_processes $(PROCS) $(if $(filter-out 1,$(NNODES)),--num_machines $(NNODES) \
-  --machine_rank $(NODE_RANK) --main_process_ip $(MAIN_ADDR) --main_process_port $(MAIN_PORT))
+# accelerate's own launch arguments; Axolotl passes everything after `--` to it.
+LAUNCH = --num_processes $(PROCS) $(if $(filter-out 1,$(PROCS)),--multi_gpu) \
+  $(if $(filter-out 1,$(NNODES)),--num_machines $(NNODES) --machine_rank $(NODE_RANK) \
+  --main_process_ip $(MAIN_ADDR) --main_process_port $(MAIN_PORT))
 ALL_CONFIGS := $(wildcard axolotl_configs/*.yml axolotl_configs/ablations/*.yml)
 DEMO := outputs/demo
 MODEL ?=
@@ -47,7 +59,7 @@ endif
 DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data check preflight train merge eval chat demo test bench clean
+.PHONY: help venv data check preflight train merge card push ollama loss eval chat demo test bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,7 +67,8 @@ help: ## List the targets
 	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
 	@echo "             RESUME=1 OVERWRITE=1 KEEP_ACCUMULATION=1 NNODES=<n> NODE_RANK=<i> MAIN_ADDR=<ip> MAIN_PORT=<port>"
 	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> (default: the run of CONFIG) KOBEST_DATA=<dir> LIMIT=<n>"
-	@echo "             Q=<question> FORMAT=card|alpaca"
+	@echo "             Q=<question> FORMAT=card|alpaca TRACK=wandb|mlflow"
+	@echo "             HF_REPO=<user>/<name> MERGED=1 PRIVATE=1 DRY_RUN=1 (make push)"
 	@echo "             TOKENIZER=<dir> (preflight without Hub access)"
 
 $(STAMP): requirements.txt
@@ -81,13 +94,29 @@ train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N [RESUME=1|OVERWRITE=1] (tok
 	@test "$(NNODES)" = 1 || test -n "$(MAIN_ADDR)" || { echo "error: NNODES=$(NNODES) needs MAIN_ADDR=<IP of node 0>, \
 	  and NODE_RANK=<0..$(NNODES)-1> on each node" >&2; exit 2; }
 	cfg=$$($(PY) -m recipe.run train $(CONFIG) --gpus $(PROCS) $(if $(filter 1,$(RESUME)),--resume) \
-	  $(if $(filter 1,$(OVERWRITE)),--overwrite) $(if $(filter 1,$(KEEP_ACCUMULATION)),--keep-accumulation)) && \
-	$(AXOLOTL) train "$$cfg" --launcher accelerate $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) -- $(LAUNCH) && \
-	$(PY) -m recipe.run finish-train "$$cfg"
+	  $(if $(filter 1,$(OVERWRITE)),--overwrite) $(if $(filter 1,$(KEEP_ACCUMULATION)),--keep-accumulation) \
+	  $(if $(TRACK),--track $(TRACK)) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) --node-rank $(NODE_RANK)) || exit 2; \
+	$(AXOLOTL) train "$$cfg" --launcher accelerate -- $(LAUNCH); rc=$$?; \
+	$(PY) -m recipe.publish loss "$$cfg" || true; \
+	test $$rc = 0 && $(PY) -m recipe.run finish-train "$$cfg"
 
 merge: $(STAMP) ## Merge the trained adapter of CONFIG into its base: <output_dir>/merged
 	cfg=$$($(PY) -m recipe.run merge $(CONFIG)) && $(AXOLOTL) merge-lora "$$cfg" && \
 	$(PY) -m recipe.run finish-merge "$$cfg"
+
+card: $(STAMP) ## Model card <output_dir>/README.md from the run's record, data reports and eval [MERGED=1]
+	$(PY) -m recipe.card $(CONFIG) $(if $(filter 1,$(MERGED)),--merged)
+
+push: $(STAMP) ## Upload the run to the Hub with its card: HF_REPO=user/name [MERGED=1] [PRIVATE=1] [DRY_RUN=1]
+	@test -n "$(HF_REPO)" || { echo "error: set HF_REPO=<user or org>/<name>, the Hub repo to upload to" >&2; exit 2; }
+	$(PY) -m recipe.publish push $(CONFIG) --repo $(HF_REPO) $(if $(filter 1,$(MERGED)),--merged) \
+	  $(if $(filter 1,$(PRIVATE)),--private) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+ollama: $(STAMP) ## Ollama Modelfile for the merged model (card prompt, <|end_of_text|> stop): <output_dir>/merged/Modelfile
+	$(PY) -m recipe.publish ollama $(CONFIG)
+
+loss: $(STAMP) ## Plot <output_dir>/loss.png from the run's newest checkpoint (make train does it too)
+	$(PY) -m recipe.publish loss $(CONFIG)
 
 eval: $(STAMP) ## KoBEST 5-shot with lm-eval on the run of CONFIG (or MODEL=... [ADAPTER=...]) [KOBEST_DATA=dir]
 	$(PY) -m recipe.evaluate --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
@@ -109,7 +138,7 @@ demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train
 	$(PY) -m recipe.chat --config $(DEMO)/axolotl.yml --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
 	  --max-new-tokens 24 --show-prompt
 	$(PY) -m recipe.evaluate --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/kobest-sample \
-	  --out $(DEMO)/eval
+	  --out $(DEMO)/lora/eval
 
 test: $(STAMP) ## Run the test suite (offline, CPU)
 	$(PY) -m pytest -q tests

@@ -19,6 +19,8 @@ class Source:
     split: str
     columns: tuple[str, ...]  # required, all strings
     adds_system_instruction: bool  # whether --system-rate applies (the card: not for OpenOrca-KO)
+    rule: str  # the conversion, in a few words (model cards and reports)
+    licence: str | None  # as declared on the dataset card; None where it declares none
 
     @property
     def sample_path(self) -> Path:
@@ -37,6 +39,8 @@ KOALPACA = Source(
     split="train",
     columns=("instruction", "output"),
     adds_system_instruction=True,
+    rule="the question becomes the Alpaca instruction",
+    licence=None,
 )
 OPENORCA_KO = Source(
     name="openorca_ko",
@@ -45,6 +49,8 @@ OPENORCA_KO = Source(
     split="train",
     columns=("instruction", "input", "output"),
     adds_system_instruction=False,
+    rule="unchanged",
+    licence="mit",
 )
 GUANACO_KO = Source(
     name="guanaco_ko",
@@ -53,6 +59,8 @@ GUANACO_KO = Source(
     split="train",
     columns=("text",),
     adds_system_instruction=True,
+    rule="multi-turn: the last assistant answer is the target, earlier turns go into the prompt",
+    licence="apache-2.0",
 )
 
 SOURCES = {s.name: s for s in (KOALPACA, OPENORCA_KO, GUANACO_KO)}

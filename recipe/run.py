@@ -1,7 +1,7 @@
 """The life of a training run: the data it tokenizes, the folder it owns, its batch on N GPUs, and
 the model it hands on.
 
-    python -m recipe.run train CONFIG [--gpus N] [--resume | --overwrite] [--keep-accumulation]
+    python -m recipe.run train CONFIG [--gpus N] [--resume | --overwrite] [--keep-accumulation] [--track wandb|mlflow]
     python -m recipe.run finish-train RECORD     generation_config.json in the adapter folder
     python -m recipe.run merge CONFIG            the adapter is there and not empty -> prints the record
     python -m recipe.run finish-merge RECORD     training tokenizer + generation_config.json in merged/
@@ -27,12 +27,13 @@ from pathlib import Path
 
 import yaml
 
-from preprocess.pipeline import sha256_file
+from preprocess.pipeline import sha256_file, write_atomic
 from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, check, load, missing_data, write_resolved
 
 PREPARED_ROOT = Path("data/prepared")  # where tokenized data lives when a config names no dataset_prepared_path
 KEY = re.compile(r"[0-9a-f]{16}")
 MERGED = "merged"
+MERGE_MARKER = "merged_from.json"  # written last by finish-merge: the sha256 of the adapter merged
 # Config fields that change what `axolotl preprocess` writes, besides Axolotl's own hash fields.
 # Axolotl's cache key (utils/data/shared.py) covers a subset of these and never the file
 # contents, so a rewritten JSONL at the same path would load stale tokens.
@@ -42,7 +43,9 @@ TOKENIZATION_FIELDS = (
     "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "group_by_length",
     "dataset_exact_deduplication", "excess_length_strategy", "min_sample_len", "seed",
     "shuffle_merged_datasets", "shuffle_before_merging_datasets", "val_set_size", "curriculum_sampling",
-    "dataset_shard_num", "dataset_shard_idx", "skip_prepare_dataset", "kd_temperature",
+    "dataset_shard_num", "dataset_shard_idx", "skip_prepare_dataset", "kd_temperature", "eval_sequence_len",
+    "rl", "reward_model", "process_reward_model", "trust_remote_code", "tokenizer_use_mistral_common",
+    "use_pose", "pose_split_on_token_ids", "pose_max_context_len", "streaming", "pretraining_dataset",
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
@@ -71,9 +74,19 @@ def _local_files(entry: dict) -> list[Path]:
 
 
 def _tokenizer_files(cfg: dict) -> dict[str, str]:
-    folder = Path(cfg.get("tokenizer_config") or cfg["base_model"])
+    """sha256 of the tokenizer's files: a local folder's, or a Hub model's (only its small
+    tokenizer files are fetched, or read from the cache), so a re-uploaded tokenizer on `main`
+    changes the key too. Without the Hub or a cache, the name and revision alone are keyed."""
+    name = cfg.get("tokenizer_config") or cfg["base_model"]
+    folder = Path(name)
     if not folder.is_dir():
-        return {}  # a Hub id: its name and revision_of_model are config fields of the key
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(name, revision=cfg.get("revision_of_model"),
+                                            allow_patterns=list(TOKENIZER_FILES)))
+        except Exception:  # noqa: BLE001 - offline and not cached: Axolotl will report it when it loads
+            return {}
     return {n: sha256_file(folder / n) for n in TOKENIZER_FILES if (folder / n).is_file()}
 
 
@@ -125,8 +138,11 @@ def ensure_prepared(cfg: dict, where: Path) -> Path:
         tmp.mkdir()
         (tmp / RESOLVED_NAME).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
         say(f"tokenizing the data once with `axolotl preprocess` into {where} ...")
-        rc = subprocess.run([sys.executable, "-m", "axolotl.cli.main", "preprocess", str(tmp / RESOLVED_NAME),
-                             "--no-download"], stdout=sys.stderr).returncode
+        try:
+            rc = subprocess.run([sys.executable, "-m", "axolotl.cli.main", "preprocess", str(tmp / RESOLVED_NAME),
+                                 "--no-download"], stdout=2).returncode  # its log to stderr: stdout is the record path
+        except KeyboardInterrupt:
+            rc = 130
         if rc != 0 or not any((tmp / "data").glob("*/dataset_info.json")):
             shutil.rmtree(tmp, ignore_errors=True)
             raise ConfigError(f"`axolotl preprocess` failed (exit {rc}) on the datasets of this config; "
@@ -138,11 +154,20 @@ def ensure_prepared(cfg: dict, where: Path) -> Path:
 
 # ---- the output folder
 
+def complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint killed while saving has none, or
+    a truncated one, and is never resumed from."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return str(state.get("global_step")) == checkpoint.name.split("-")[-1]
+
+
 def checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. The Trainer writes trainer_state.json last, so a
-    checkpoint killed while saving has none and is never resumed from."""
-    found = [p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return sorted((p for p in found if (p / "trainer_state.json").is_file()), key=lambda p: int(p.name.split("-")[-1]))
+    """Complete checkpoints, oldest first."""
+    found = [p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and complete(p)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
 def held_run(out: Path) -> str | None:
@@ -184,7 +209,11 @@ def resume_point(out: Path, cfg: dict) -> Path:
     if not record_path.is_file():
         raise ConfigError(f"RESUME=1: {record_path}, the record of the run to resume, is missing; "
                           "start again with OVERWRITE=1")
-    changed = changed_keys(yaml.safe_load(record_path.read_text(encoding="utf-8")), cfg)
+    record = yaml.safe_load(record_path.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ConfigError(f"RESUME=1: {record_path}, the record of the run to resume, is not a config; "
+                          "start again with OVERWRITE=1")
+    changed = changed_keys(record, cfg)
     if "dataset_prepared_path" in changed:
         raise ConfigError(f"RESUME=1: the training data or its tokenization changed since the run in {out}/ "
                           "started, and resuming would mix two datasets; start again with OVERWRITE=1")
@@ -200,7 +229,7 @@ def with_accumulation(cfg: dict, gpus: int, keep: bool) -> dict:
     """Keep the YAML's global batch (micro batch x accumulation, written for one GPU) on ``gpus``."""
     if gpus < 1:
         raise ConfigError(f"NGPUS must be at least 1, got {gpus}")
-    mb, ga = cfg["micro_batch_size"], cfg.get("gradient_accumulation_steps") or 1
+    mb, ga = cfg.get("micro_batch_size") or 1, cfg.get("gradient_accumulation_steps") or 1
     if gpus == 1:
         return cfg
     if keep:
@@ -218,19 +247,46 @@ def with_accumulation(cfg: dict, gpus: int, keep: bool) -> dict:
     return {**cfg, "gradient_accumulation_steps": ga // gpus}
 
 
+# ---- tracking
+
+TRACKERS = ("wandb", "mlflow")
+PROJECT = "llama3-ko-aog"  # the wandb project / mlflow experiment when the config names none
+
+
+def with_tracking(cfg: dict, track: str | None, out: Path) -> dict:
+    """TensorBoard is the config's own (`use_tensorboard`); TRACK adds an account-based tracker."""
+    if not track:
+        return cfg
+    if track == "wandb":
+        return {**cfg, "use_wandb": True, "wandb_project": cfg.get("wandb_project") or PROJECT,
+                "wandb_name": cfg.get("wandb_name") or out.name}
+    if track == "mlflow":
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError("TRACK=mlflow needs the mlflow package: .venv/bin/pip install mlflow")
+        return {**cfg, "use_mlflow": True, "mlflow_experiment_name": cfg.get("mlflow_experiment_name") or PROJECT,
+                "mlflow_run_name": cfg.get("mlflow_run_name") or out.name}
+    raise ConfigError(f"TRACK must be one of {', '.join(TRACKERS)}, got {track!r} "
+                      "(TensorBoard logs go to <output_dir>/runs/ without it)")
+
+
 # ---- the stages
 
 def train(config: Path, gpus: int = 1, resume: bool = False, overwrite: bool = False,
-          keep_accumulation: bool = False) -> Path:
-    """Everything before ``axolotl train``; returns the record it should run."""
+          keep_accumulation: bool = False, track: str | None = None, deepspeed: str | None = None,
+          node_rank: int = 0) -> Path:
+    """Everything before ``axolotl train``; returns the record it should run. Node 0 owns the
+    output folder; another node of a multi-node run only prepares the data and gets its copy of
+    the record in a temporary file."""
     if resume and overwrite:
         raise ConfigError("RESUME=1 and OVERWRITE=1 contradict each other; choose one")
     out = output_dir(load(config), config)  # the folder is checked before Axolotl is imported: a refusal is quick
-    held = out.is_dir() and held_run(out)
+    held = node_rank == 0 and out.is_dir() and held_run(out)
     if held and not (resume or overwrite):
         raise ConfigError(f"{out}/ already holds a run ({held}). Continue it with RESUME=1, delete it and "
                           f"start again with OVERWRITE=1, or set a new output_dir in {config}")
-    if resume and not held:
+    if resume and not held and node_rank == 0:
         raise ConfigError(f"RESUME=1: {out}/ holds no run to resume; drop RESUME=1 to start one")
     cfg = check(config)
     missing = missing_data(cfg)
@@ -239,11 +295,22 @@ def train(config: Path, gpus: int = 1, resume: bool = False, overwrite: bool = F
                           "Build it first with `make data` (see the command at the top of the config).")
     for key in RESUME_KEYS:
         cfg.pop(key, None)  # resuming is RESUME=1's job, so a config cannot resume by accident
-    cfg = {**with_accumulation(cfg, gpus, keep_accumulation), "dataset_prepared_path": str(prepared_dir(cfg))}
-    if resume:
+    cfg = {**with_tracking(with_accumulation(cfg, gpus, keep_accumulation), track, out),
+           "dataset_prepared_path": str(prepared_dir(cfg))}
+    if deepspeed:
+        cfg["deepspeed"] = deepspeed  # in the record, so RESUME=1 sees a change of launch
+    prepared = Path(cfg["dataset_prepared_path"]).resolve()
+    if prepared.is_relative_to(out.resolve()):
+        raise ConfigError(f"dataset_prepared_path ({prepared}) lies inside output_dir ({out}); "
+                          "OVERWRITE=1 would delete it: put it elsewhere")
+    if resume and node_rank == 0:
         cfg["resume_from_checkpoint"] = str(resume_point(out, cfg))
         say(f"RESUME=1: continuing from {cfg['resume_from_checkpoint']}")
     ensure_prepared(cfg, Path(cfg["dataset_prepared_path"]))
+    if node_rank:
+        import tempfile
+
+        return write_resolved(cfg, config, Path(tempfile.mkdtemp(prefix="axolotl-node-")) / RESOLVED_NAME)
     if overwrite and held:
         remove_run(out)
     return write_resolved(cfg, config, out / RESOLVED_NAME)
@@ -296,6 +363,8 @@ def merge(config: Path) -> Path:
     cfg = check(config)
     out = output_dir(cfg, config)
     check_adapter(out, config)
+    if (out / MERGED).exists():  # a half-written or older merge must not outlive a new one
+        shutil.rmtree(out / MERGED)
     record = out / RESOLVED_NAME
     return record if record.is_file() else write_resolved(cfg, config, out / "merge.yml")
 
@@ -305,8 +374,21 @@ def finish_merge(record: Path) -> None:
 
     _, out = _record(record)
     merged = out / MERGED
-    AutoTokenizer.from_pretrained(out).save_pretrained(merged)  # the base's files lack the training pad token
+    if (out / "tokenizer_config.json").is_file():  # Axolotl saved the training tokenizer beside the adapter
+        AutoTokenizer.from_pretrained(out).save_pretrained(merged)  # the base's files lack its pad token
     write_generation_config(merged, merged, str(merged))
+    write_atomic(merged / MERGE_MARKER, json.dumps({"adapter_sha256": sha256_file(out / ADAPTER_FILE)}) + "\n")
+
+
+def merged_model(out: Path) -> Path | None:
+    """``<out>/merged`` when `make merge` finished it from the adapter that is there now."""
+    marker = out / MERGED / MERGE_MARKER
+    try:
+        merged_from = json.loads(marker.read_text(encoding="utf-8"))["adapter_sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+    adapter = out / ADAPTER_FILE
+    return out / MERGED if adapter.is_file() and merged_from == sha256_file(adapter) else None
 
 
 def model_to_use(config: Path | None, model: str | None = None, adapter: str | None = None
@@ -324,7 +406,7 @@ def model_to_use(config: Path | None, model: str | None = None, adapter: str | N
     base = (yaml.safe_load(record.read_text(encoding="utf-8")) if record.is_file() else cfg)["base_model"]
     if adapter:
         return base, adapter, None
-    if (out / MERGED / "config.json").is_file():
+    if merged_model(out):
         return str(out / MERGED), None, out
     if (out / ADAPTER_FILE).is_file():
         return base, str(out), out
@@ -341,17 +423,24 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--keep-accumulation", action="store_true")
+    t.add_argument("--track", help=f"also log to {' or '.join(TRACKERS)}")
+    t.add_argument("--deepspeed", help="DeepSpeed JSON, kept in the record")
+    t.add_argument("--node-rank", type=int, default=0)
     for name in ("finish-train", "merge", "finish-merge"):
         sub.add_parser(name).add_argument("config", type=Path)
     args = p.parse_args(argv)
     try:
         if args.cmd == "train":
-            print(train(args.config, args.gpus, args.resume, args.overwrite, args.keep_accumulation))
+            print(train(args.config, args.gpus, args.resume, args.overwrite, args.keep_accumulation, args.track,
+                        args.deepspeed, args.node_rank))
         elif args.cmd == "merge":
             print(merge(args.config))
         else:
             (finish_train if args.cmd == "finish-train" else finish_merge)(args.config)
     except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, yaml.YAMLError) as e:  # a folder that cannot be read or written, a broken record
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -134,9 +134,9 @@ def test_table_has_the_cards_columns_and_the_difference(eval_runs):
 
 def test_demo_wrote_results_json_and_table(demo):
     out, _ = demo
-    raw = json.loads((out / "eval" / "results.json").read_text(encoding="utf-8"))
+    raw = json.loads((out / "lora" / "eval" / "results.json").read_text(encoding="utf-8"))
     assert set(raw["results"]) == {f"kobest_{t}" for t in TASKS} and "samples" not in raw
-    assert (out / "eval" / "kobest.md").read_text(encoding="utf-8").count("| kobest_") == 5
+    assert (out / "lora" / "eval" / "kobest.md").read_text(encoding="utf-8").count("| kobest_") == 5
 
 
 def test_missing_local_kobest_data_is_a_clear_error(tmp_path):

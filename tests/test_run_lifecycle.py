@@ -1,6 +1,7 @@
 """The run lifecycle (recipe/run.py) as a user meets it after the demo: tokenized data keyed on
 content, a folder never overwritten by accident, a killed run resumed, the card's batch on N GPUs,
 one CONFIG from train to chat, and a merged model that stops at <|end_of_text|> on its own."""
+import hashlib
 import json
 import math
 import os
@@ -46,6 +47,19 @@ def test_accumulation_that_does_not_divide_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"3 GPUs cannot keep .* global batch of 32 .* NGPUS in \[1, 2, 4, 8\]"):
         run.with_accumulation(load(RECIPE), 3, keep=False)
     assert run.with_accumulation(load(RECIPE), 3, keep=True)["gradient_accumulation_steps"] == 8
+
+
+def test_make_passes_the_launch_to_accelerate_and_the_record():
+    r = make("-n", "train", "NGPUS=2", "NNODES=2", "NODE_RANK=1", "MAIN_ADDR=10.0.0.1", "RESUME=1", "TRACK=wandb")
+    assert r.returncode == 0, r.stderr
+    assert ("-m recipe.run train axolotl_configs/aog-lora.yml --gpus 4 --resume" in " ".join(r.stdout.split())
+            and "--track wandb --deepspeed axolotl_configs/deepspeed/zero2.json --node-rank 1" in r.stdout)
+    assert ("-- --num_processes 4 --multi_gpu --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.1 "
+            "--main_process_port 29500;") in r.stdout
+    one = make("-n", "train", "RESUME=0")
+    assert "--resume" not in one.stdout and "-- --num_processes 1 ;" in " ".join(one.stdout.split())
+    bad = make("-n", "train", "NGPUS=two")
+    assert bad.returncode != 0 and "NGPUS and NNODES must be whole numbers >= 1" in bad.stderr
 
 
 # ---- the content key
@@ -118,7 +132,13 @@ def test_model_to_use_follows_the_run_of_the_config(tmp_path):
     assert run.model_to_use(config) == ("local/base", str(out), out)  # the run's record names its base
     (out / "merged").mkdir()
     (out / "merged" / "config.json").write_text("{}")
+    assert run.model_to_use(config) == ("local/base", str(out), out)  # a merge that never finished
+    marker = out / "merged" / run.MERGE_MARKER
+    marker.write_text(json.dumps({"adapter_sha256": hashlib.sha256(b"").hexdigest()}))
     assert run.model_to_use(config) == (str(out / "merged"), None, out)
+    (out / ADAPTER_FILE).write_bytes(b"retrained")  # e.g. RESUME=1 after the merge: the merge is stale
+    assert run.model_to_use(config) == ("local/base", str(out), out)
+    (out / ADAPTER_FILE).write_bytes(b"")
     assert run.model_to_use(config, "some/model") == ("some/model", None, None)  # MODEL= overrides
     assert run.model_to_use(config, None, "other-adapter") == ("local/base", "other-adapter", None)
 
@@ -164,7 +184,7 @@ def test_killed_run_resumes_and_changed_data_is_never_trained_on_stale(lifecycle
         p = subprocess.Popen(["make", "--no-print-directory", "train", f"CONFIG={config}"], cwd=REPO,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 300
-        while not (out / "checkpoint-1" / "trainer_state.json").is_file():
+        while not run.complete(out / "checkpoint-1"):
             assert p.poll() is None and time.time() < deadline, (tmp / "killed.log").read_text()[-3000:]
             time.sleep(0.05)
         os.killpg(p.pid, signal.SIGKILL)
@@ -215,19 +235,19 @@ def test_killed_run_resumes_and_changed_data_is_never_trained_on_stale(lifecycle
     assert run.merge(config) == record and record.read_bytes() == before
 
 
-def test_ngpus_sets_accumulation_in_the_record_and_tokenizes_once(lifecycle_config, capsys):
+def test_ngpus_sets_accumulation_in_the_record_and_tokenizes_once(lifecycle_config, capfd):
     config, tmp = lifecycle_config
     variant = tmp / "two-gpus.yml"
     variant.write_text(yaml.safe_dump({"extends": str(config), "output_dir": str(tmp / "two-gpus")}), encoding="utf-8")
     record = run.train(variant, gpus=2)
     assert "2 GPUs: gradient_accumulation_steps 2 -> 1, keeping the global batch of 4 sequences" \
-        in capsys.readouterr().err
+        in capfd.readouterr().err
     cfg = yaml.safe_load(record.read_text(encoding="utf-8"))
     assert cfg["gradient_accumulation_steps"] == 1 and "extends" not in cfg
     # the folder holds no adapter or checkpoint yet, so preparing again is allowed; the data is reused
     assert yaml.safe_load(run.train(variant, gpus=1).read_text(encoding="utf-8"))["gradient_accumulation_steps"] == 2
     assert f"tokenized data: {cfg['dataset_prepared_path']} (matches the data and config; reused)" \
-        in capsys.readouterr().err
+        in capfd.readouterr().err
 
 
 # ---- a model that stops outside this repo
