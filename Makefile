@@ -93,12 +93,13 @@ preflight: $(STAMP) ## Data card, KoBEST overlap, manifest, time/memory estimate
 train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N [RESUME=1|OVERWRITE=1] (tokenizes once, then accelerate)
 	@test "$(NNODES)" = 1 || test -n "$(MAIN_ADDR)" || { echo "error: NNODES=$(NNODES) needs MAIN_ADDR=<IP of node 0>, \
 	  and NODE_RANK=<0..$(NNODES)-1> on each node" >&2; exit 2; }
-	cfg=$$($(PY) -m recipe.run train $(CONFIG) --gpus $(PROCS) $(if $(filter 1,$(RESUME)),--resume) \
+	trap : INT TERM; cfg=$$($(PY) -m recipe.run train $(CONFIG) --gpus $(PROCS) $(if $(filter 1,$(RESUME)),--resume) \
 	  $(if $(filter 1,$(OVERWRITE)),--overwrite) $(if $(filter 1,$(KEEP_ACCUMULATION)),--keep-accumulation) \
 	  $(if $(TRACK),--track $(TRACK)) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) --node-rank $(NODE_RANK)) || exit 2; \
 	$(AXOLOTL) train "$$cfg" --launcher accelerate -- $(LAUNCH); rc=$$?; \
+	test $(NODE_RANK) != 0 && exit $$rc; \
 	$(PY) -m recipe.publish loss "$$cfg" || true; \
-	test $$rc = 0 && $(PY) -m recipe.run finish-train "$$cfg"
+	test $$rc = 0 || exit $$rc; $(PY) -m recipe.run finish-train "$$cfg"
 
 merge: $(STAMP) ## Merge the trained adapter of CONFIG into its base: <output_dir>/merged
 	cfg=$$($(PY) -m recipe.run merge $(CONFIG)) && $(AXOLOTL) merge-lora "$$cfg" && \

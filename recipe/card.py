@@ -24,10 +24,9 @@ from recipe.evaluate import NUM_FEWSHOT, TASKS, markdown_table
 from recipe.run import MERGED, merged_model, output_dir, prepared_key
 
 LICENSE_LINK = "https://llama.meta.com/llama3/license"  # the base model's licence, as the card states
-HYPERPARAMETERS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear", "micro_batch_size",
-                   "gradient_accumulation_steps", "num_epochs", "learning_rate", "lr_scheduler", "warmup_steps",
-                   "optimizer", "weight_decay", "sequence_len", "sample_packing", "bf16", "attn_implementation",
-                   "gradient_checkpointing", "seed")
+# Record keys the card shows elsewhere (model, data, paths); every other key is a training setting.
+NOT_HYPERPARAMETERS = {"base_model", "datasets", "output_dir", "dataset_prepared_path", "resume_from_checkpoint",
+                       "tokenizer_type", "tokenizer_config"}
 
 
 def _json(path: Path) -> dict | None:
@@ -60,8 +59,8 @@ def data_section(rows: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|"]
     for r in rows:
         s, src = r["stats"], r["source"]
-        if s is None:
-            lines.append(f"| `{r['path']}` | (no converter report) | | | | |")
+        if s is None or src is None:
+            lines.append(f"| `{r['path']}` | (no report of a known converter beside it) | | | | |")
             continue
         reasons = ", ".join(f"{k} {v}" for k, v in s["dropped"].items() if v)
         system = (f"{s['system_rate']:.0%} / {s['system_instruction_share']:.1%}" if src.adds_system_instruction
@@ -77,6 +76,8 @@ def prompt_example(rows: list[dict]) -> list[str]:
     from recipe.chat import render
 
     path = rows[0]["path"]
+    if not path.is_file():
+        return [f"(`{path}`, the first training file, is not here to show an example from.)"]
     with open(path, encoding="utf-8") as f:
         row = json.loads(f.readline())
     if row["instruction"] == SYSTEM_INSTRUCTION and row.get("input"):
@@ -87,14 +88,22 @@ def prompt_example(rows: list[dict]) -> list[str]:
             "this way):", "", "```text", prompt + row["output"] + "<|end_of_text|>", "```"]
 
 
-def eval_section(results: dict | None, label: str, config: Path) -> list[str]:
+def comparable(results: dict) -> bool:
+    """Full KoBEST test sets from the Hub: the only results the Hub metadata may claim."""
+    local = {results["configs"][f"kobest_{t}"].get("dataset_path") for t in TASKS} != {"skt/kobest_v1"}
+    return not (results.get("config", {}).get("limit") or local)
+
+
+def eval_section(results: dict | None, label: str, config: Path, current: bool) -> list[str]:
     if results is None:
         return [f"Not evaluated yet: `make eval CONFIG={config}` writes the KoBEST table here."]
+    if not current:
+        return [f"The results in `eval/` belong to an earlier adapter; `make eval CONFIG={config}` evaluates this one."]
     lines = [f"KoBEST, {NUM_FEWSHOT}-shot accuracy (lm-evaluation-harness), beside the columns of the card "
              "this recipe reproduces:", "", markdown_table(results, label).rstrip()]
     limit = results.get("config", {}).get("limit")
     local = {results["configs"][f"kobest_{t}"].get("dataset_path") for t in TASKS} != {"skt/kobest_v1"}
-    if limit or local:
+    if not comparable(results):
         lines += ["", "**Not comparable to the card:** " + " and ".join(
             ([f"limited to {limit} documents per task"] if limit else [])
             + (["evaluated on local files, not `skt/kobest_v1`"] if local else [])) + "."]
@@ -110,7 +119,7 @@ def metadata(cfg: dict, rows: list[dict], results: dict | None, name: str, merge
                         metric_value=round(results["results"][f"kobest_{t}"]["acc,none"], 4))
              for t in TASKS] if results else None
     return ModelCardData(
-        language=["ko"], license="other", license_name="llama3", license_link=LICENSE_LINK,
+        language=["ko"], license="llama3",
         library_name="transformers" if merged else "peft",
         base_model=None if Path(cfg["base_model"]).exists() else cfg["base_model"],  # the Hub links Hub ids only
         datasets=[r["source"].hub_id for r in rows if r["source"]] or None,
@@ -124,6 +133,9 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
     cfg, out = run_files(config)
     rows = data_rows(cfg)
     results = _json(out / "eval" / "results.json")
+    adapter = out / ADAPTER_FILE
+    current = bool(results) and adapter.is_file() and \
+        results.get("recipe", {}).get("adapter_sha256") == sha256_file(adapter)
     name = name or out.name
     weights = out / MERGED if merged else out
     hashed = sorted(weights.glob("*.safetensors"))
@@ -138,9 +150,9 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
         "## Dataset", "", *data_section(rows), "",
         "Math- and coding-heavy sets such as `kyujinpy/KOpen-platypus` are left out on purpose.", "",
         "## Training details", "",
-        *[f"- {k}: {cfg[k]}" for k in HYPERPARAMETERS if k in cfg],
+        *[f"- {k}: {v}" for k, v in cfg.items() if k not in NOT_HYPERPARAMETERS],
         f"- tokenized data: `{cfg.get('dataset_prepared_path')}`", "",
-        "## Evaluation", "", *eval_section(results, name, config), "",
+        "## Evaluation", "", *eval_section(results, name, config, current), "",
         "## Format & Examples", "", *prompt_example(rows), "",
         "## Licence", "",
         f"The weights follow the base model's licence: [Llama 3]({LICENSE_LINK}). Dataset licences are in the "
@@ -153,7 +165,7 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
         *[f"- `{p.relative_to(out)}`: `{sha256_file(p)}`" for p in hashed],
         f"- `{RESOLVED_NAME}` (the resolved training config): `{sha256_file(out / RESOLVED_NAME)}`",
     ]
-    data = metadata(cfg, rows, results, name, merged)
+    data = metadata(cfg, rows, results if current and comparable(results) else None, name, merged)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
 
 

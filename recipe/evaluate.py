@@ -20,7 +20,7 @@ from pathlib import Path
 from preprocess.pipeline import write_atomic
 from recipe.config import ConfigError
 from recipe.paths import missing_local
-from recipe.run import model_to_use
+from recipe.run import adapter_digest, model_to_use
 
 TASKS = ("boolq", "copa", "hellaswag", "sentineg", "wic")
 NUM_FEWSHOT = 5  # the card's "5shot kobest (Accuracy)"
@@ -96,8 +96,9 @@ def markdown_table(results: dict, label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: dict, label: str, out_dir: Path) -> tuple[Path, Path]:
+def write(results: dict, label: str, out_dir: Path, adapter_sha256: str | None = None) -> tuple[Path, Path]:
     raw = {k: v for k, v in results.items() if k != "samples"}
+    raw["recipe"] = {"adapter_sha256": adapter_sha256}  # which trained weights these numbers belong to
     json_path, md_path = out_dir / "results.json", out_dir / "kobest.md"
     write_atomic(json_path, json.dumps(raw, ensure_ascii=False, indent=2, default=str) + "\n")
     write_atomic(md_path, markdown_table(results, label))
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except (EvalError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    json_path, md_path = write(results, label, out)
+    json_path, md_path = write(results, label, out, adapter_digest(model, adapter))
     print(md_path.read_text(encoding="utf-8"))
     print(f"wrote {json_path} and {md_path}")
     return 0

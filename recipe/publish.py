@@ -16,12 +16,12 @@ from preprocess.pipeline import write_atomic
 from preprocess.prompts import INSTRUCTION, QUESTION, RESPONSE, SYSTEM_INSTRUCTION
 from recipe import card
 from recipe.config import RESOLVED_NAME, ConfigError, load
-from recipe.run import MERGED, merged_model, output_dir
+from recipe.run import MERGED, checkpoints, merged_model, output_dir
 
-# What never goes to the Hub: the training log, checkpoints (optimizer state), a merge-only config,
-# and the base model's config.json that Axolotl copies beside an adapter (it would make the Hub
-# take the adapter repo for a full model).
-NOT_UPLOADED = {"debug.log", "merge.yml", "config.json"}
+# What never goes to the Hub: the training log, checkpoints (optimizer state) and a merge-only
+# config; beside an adapter also the base model's config.json that Axolotl copies there (it would
+# make the Hub take the adapter repo for a full model). A merged model keeps its config.json.
+NOT_UPLOADED = {"debug.log", "merge.yml"}
 
 
 def say(message: str) -> None:
@@ -31,11 +31,13 @@ def say(message: str) -> None:
 # ---- the loss curve
 
 def training_log(out: Path) -> list[dict]:
-    """The Trainer's log_history from the newest checkpoint (a partial run has one too)."""
-    states = sorted(out.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
-    if not states:
+    """The Trainer's log_history from the newest complete checkpoint (a partial run has one too)."""
+    found = checkpoints(out)
+    log = [e for e in json.loads((found[-1] / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
+           if "loss" in e] if found else []
+    if not log:
         raise ConfigError(f"{out}/ has no checkpoint with a training log yet")
-    return [e for e in json.loads(states[-1].read_text(encoding="utf-8"))["log_history"] if "loss" in e]
+    return log
 
 
 def plot_loss(out: Path) -> Path:
@@ -68,7 +70,8 @@ def plot_loss(out: Path) -> Path:
 def upload_plan(out: Path, merged: bool) -> list[tuple[str, Path]]:
     """(path in the repo, local file) for everything that goes up, card first."""
     weights = out / MERGED if merged else out
-    files = [p for p in sorted(weights.iterdir()) if p.is_file() and p.name not in NOT_UPLOADED | {"README.md"}]
+    skip = NOT_UPLOADED | {"README.md"} | (set() if merged else {"config.json"})
+    files = [p for p in sorted(weights.iterdir()) if p.is_file() and p.name not in skip]
     if merged:
         files += [out / n for n in (RESOLVED_NAME, "loss.png") if (out / n).is_file()]
     plan = [("README.md", weights / "README.md")] + [(p.name, p) for p in files]
@@ -77,8 +80,15 @@ def upload_plan(out: Path, merged: bool) -> list[tuple[str, Path]]:
 
 
 def push(config: Path, repo: str, merged: bool = False, private: bool = False, dry_run: bool = False) -> None:
-    if "/" not in repo:
-        raise ConfigError(f"HF_REPO must be <user or org>/<name>, got {repo!r}")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        repo = ""
+    if repo.count("/") != 1:
+        raise ConfigError("HF_REPO must be <user or org>/<name> (letters, digits, '-', '_', '.'), "
+                          f"got {repo or 'something else'!r}")
     card.write(config, merged, name=repo.split("/")[-1])
     plan = upload_plan(output_dir(load(config), config), merged)
     what = "merged model" if merged else "adapter"
@@ -88,8 +98,8 @@ def push(config: Path, repo: str, merged: bool = False, private: bool = False, d
         say(f"  {name}  ({path.stat().st_size:,} bytes)")
     if dry_run:
         return
+    import httpx
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     if get_token() is None:
         raise ConfigError("no Hugging Face token: run `.venv/bin/hf auth login` or set HF_TOKEN (DRY_RUN=1 needs none)")
@@ -100,8 +110,8 @@ def push(config: Path, repo: str, merged: bool = False, private: bool = False, d
         # merged model's card, record and results live in two).
         commit = api.create_commit(repo, [CommitOperationAdd(name, str(path)) for name, path in plan],
                                    commit_message=f"Upload the {what} trained with {config}")
-    except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as e:
-        raise ConfigError(f"upload to {repo} failed: {str(e).splitlines()[0]} "
+    except (httpx.HTTPError, OSError, ValueError, RuntimeError) as e:  # HfHubHTTPError, offline mode, xet
+        raise ConfigError(f"upload to {repo} failed: {(str(e) or type(e).__name__).splitlines()[0]} "
                           "(check the network, HF_HUB_OFFLINE and the token's write access)") from None
     say(f"uploaded: {commit.commit_url}")
 

@@ -380,6 +380,17 @@ def finish_merge(record: Path) -> None:
     write_atomic(merged / MERGE_MARKER, json.dumps({"adapter_sha256": sha256_file(out / ADAPTER_FILE)}) + "\n")
 
 
+def adapter_digest(model: str, adapter: str | None) -> str | None:
+    """The sha256 of the adapter behind a model: the adapter file itself, or the one a merged
+    folder records. None for a model this repo did not train."""
+    if adapter and (Path(adapter) / ADAPTER_FILE).is_file():
+        return sha256_file(Path(adapter) / ADAPTER_FILE)
+    try:
+        return json.loads((Path(model) / MERGE_MARKER).read_text(encoding="utf-8"))["adapter_sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def merged_model(out: Path) -> Path | None:
     """``<out>/merged`` when `make merge` finished it from the adapter that is there now."""
     marker = out / MERGED / MERGE_MARKER

@@ -1,5 +1,6 @@
 """`make chat` prompts (golden, shared with preprocessing and Axolotl) and `make eval` through the
 real lm-evaluation-harness on the tiny demo model and our KoBEST-shaped sample files."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -136,6 +137,8 @@ def test_demo_wrote_results_json_and_table(demo):
     out, _ = demo
     raw = json.loads((out / "lora" / "eval" / "results.json").read_text(encoding="utf-8"))
     assert set(raw["results"]) == {f"kobest_{t}" for t in TASKS} and "samples" not in raw
+    adapter = (out / "lora" / "adapter_model.safetensors").read_bytes()
+    assert raw["recipe"]["adapter_sha256"] == hashlib.sha256(adapter).hexdigest()  # the weights it scored
     assert (out / "lora" / "eval" / "kobest.md").read_text(encoding="utf-8").count("| kobest_") == 5
 
 

@@ -2,7 +2,10 @@
 TensorBoard logs, a model card golden against the files it is built from, the Hub push dry run and
 its clear errors, and the Ollama Modelfile in the card's prompt format."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,11 +93,10 @@ def test_card_is_built_from_the_runs_files(run_copy):
     assert "**Not comparable to the card:** evaluated on local files, not `skt/kobest_v1`." in text
 
     parsed = ModelCard.load(path).data
-    results = json.loads((out / "eval" / "results.json").read_text())
-    assert {r.dataset_config: r.metric_value for r in parsed.eval_results} == {
-        t.removeprefix("kobest_"): round(v["acc,none"], 4) for t, v in results["results"].items()}
+    assert parsed.eval_results is None  # sample files are never claimed as KoBEST results on the Hub
     assert parsed.datasets == ["beomi/KoAlpaca-v1.1a", "kyujinpy/OpenOrca-KO", "nlpai-lab/openassistant-guanaco-ko"]
     assert parsed.library_name == "peft" and parsed.base_model is None  # a local base is not a Hub link
+    assert parsed.license == "llama3"
 
     # change one input: the card changes with it
     stats["rows_written"], stats["system_instruction_share"] = 7, 0.5
@@ -104,6 +106,25 @@ def test_card_is_built_from_the_runs_files(run_copy):
     # and data rewritten after training is flagged
     (run_copy.parent / "data" / "processed-sample" / "koalpaca.jsonl").write_text('{"instruction": "x", "input": "", "output": "y"}\n')
     assert "**The dataset files below changed after training**" in card.render(run_copy)
+
+
+def test_full_kobest_results_become_hub_metadata_of_the_current_adapter(run_copy):
+    from huggingface_hub import ModelCard
+
+    out = run_copy.parent / "run"
+    path = out / "eval" / "results.json"
+    results = json.loads(path.read_text())
+    for task in results["configs"].values():  # as a run on skt/kobest_v1 from the Hub records it
+        task["dataset_path"] = "skt/kobest_v1"
+    path.write_text(json.dumps(results))
+    parsed = ModelCard.load(card.write(run_copy)).data
+    assert {r.dataset_config: r.metric_value for r in parsed.eval_results} == {
+        t.removeprefix("kobest_"): round(v["acc,none"], 4) for t, v in results["results"].items()}
+    assert {r.dataset_type for r in parsed.eval_results} == {"skt/kobest_v1"}
+
+    (out / "adapter_model.safetensors").write_bytes(b"trained further after the eval")
+    text = card.render(run_copy)
+    assert "The results in `eval/` belong to an earlier adapter" in text and "model-index" not in text
 
 
 def test_card_without_eval_says_how_to_run_it(run_copy):
@@ -137,6 +158,7 @@ def test_push_dry_run_lists_what_goes_up(run_copy, capfd):
     assert publish.main(["push", str(run_copy), "--repo", "me/tiny-aog", "--merged", "--dry-run"]) == 0
     listed = [line.split()[0] for line in capfd.readouterr().err.splitlines() if line.startswith("  ")]
     assert listed[0] == "README.md" and "model.safetensors" in listed and run.MERGE_MARKER in listed
+    assert "config.json" in listed and "generation_config.json" in listed
     assert "adapter_model.safetensors" not in listed and {"axolotl.yml", "loss.png"} <= set(listed)
     assert "library_name: transformers" in (out / "merged" / "README.md").read_text()
 
@@ -150,8 +172,15 @@ def test_push_without_a_token_or_network_is_one_line(run_copy, capfd, monkeypatc
     assert publish.main(["push", str(run_copy), "--repo", "me/tiny-aog"]) == 2
     last = capfd.readouterr().err.splitlines()[-1]
     assert last.startswith("error: upload to me/tiny-aog failed: ") and "offline mode is enabled" in last
-    assert publish.main(["push", str(run_copy), "--repo", "no-slash"]) == 2
-    assert "HF_REPO must be <user or org>/<name>" in capfd.readouterr().err
+    for bad in ("no-slash", "me/bad name", "a/b/c"):
+        assert publish.main(["push", str(run_copy), "--repo", bad]) == 2
+        assert "HF_REPO must be <user or org>/<name>" in capfd.readouterr().err
+    # online mode, but nothing listens at the endpoint: still one line
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_x"}
+    r = subprocess.run([sys.executable, "-m", "recipe.publish", "push", str(run_copy), "--repo", "me/tiny-aog"],
+                       cwd=run_copy.parent, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1].startswith("error: upload to me/tiny-aog failed: ")
 
 
 # ---- Ollama
