@@ -19,7 +19,7 @@ import yaml
 
 from preprocess.pipeline import sha256_file, stats_path, write_atomic
 from preprocess.sources import SOURCES
-from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, load
+from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, load, report
 from recipe.evaluate import NUM_FEWSHOT, TASKS, markdown_table
 from recipe.run import MERGED, merged_model, output_dir, prepared_key
 
@@ -187,12 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merged", action="store_true", help="the card of the merged model (in merged/)")
     p.add_argument("--name", help="the model's name in the card (default: the output folder's name)")
     args = p.parse_args(argv)
-    try:
-        print(f"wrote {write(args.config, args.merged, args.name)}")
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return report(lambda: print(f"wrote {write(args.config, args.merged, args.name)}"))
 
 
 if __name__ == "__main__":

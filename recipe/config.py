@@ -21,7 +21,18 @@ ADAPTER_FILE = "adapter_model.safetensors"
 
 
 class ConfigError(Exception):
-    """A config that cannot run; reported as one message, never a traceback."""
+    """A config or run that cannot go on; reported as one message, never a traceback."""
+
+
+def report(action) -> int:
+    """A command's body, run: exit status 0, or one ``error: ...`` line and 2 for a ConfigError
+    and for a file it cannot read or write (OSError) or parse (broken YAML)."""
+    try:
+        action()
+    except (ConfigError, OSError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def load(path: Path) -> dict:
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu.add_argument("--data-dir", type=Path, required=True)
     cpu.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    try:
+
+    def action():
         if args.cmd == "check":
             for path in args.configs:
                 check(path)
@@ -144,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = cpu_copy(check(args.config), args.model, args.data_dir, args.out)
             print(write_resolved(cfg, args.config, args.out / RESOLVED_NAME))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return report(action)
 
 
 if __name__ == "__main__":

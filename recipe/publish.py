@@ -15,7 +15,7 @@ from pathlib import Path
 from preprocess.pipeline import write_atomic
 from preprocess.prompts import INSTRUCTION, QUESTION, RESPONSE, SYSTEM_INSTRUCTION
 from recipe import card
-from recipe.config import RESOLVED_NAME, ConfigError, load
+from recipe.config import RESOLVED_NAME, ConfigError, load, report
 from recipe.run import MERGED, checkpoints, merged_model, output_dir
 
 # What never goes to the Hub: the training log, checkpoints (optimizer state) and a merge-only
@@ -167,17 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--private", action="store_true")
     up.add_argument("--dry-run", action="store_true", help="list what would go up; needs no token")
     args = p.parse_args(argv)
-    try:
-        if args.cmd == "loss":
-            plot_loss(output_dir(load(args.config), args.config))
-        elif args.cmd == "ollama":
-            write_modelfile(args.config)
-        else:
-            push(args.config, args.repo, args.merged, args.private, args.dry_run)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    if args.cmd == "loss":
+        return report(lambda: plot_loss(output_dir(load(args.config), args.config)))
+    if args.cmd == "ollama":
+        return report(lambda: write_modelfile(args.config))
+    return report(lambda: push(args.config, args.repo, args.merged, args.private, args.dry_run))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from preprocess.pipeline import sha256_file, write_atomic
-from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, check, load, missing_data, write_resolved
+from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, check, load, missing_data, report, write_resolved
 
 PREPARED_ROOT = Path("data/prepared")  # where tokenized data lives when a config names no dataset_prepared_path
 KEY = re.compile(r"[0-9a-f]{16}")
@@ -440,21 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("finish-train", "merge", "finish-merge"):
         sub.add_parser(name).add_argument("config", type=Path)
     args = p.parse_args(argv)
-    try:
-        if args.cmd == "train":
-            print(train(args.config, args.gpus, args.resume, args.overwrite, args.keep_accumulation, args.track,
-                        args.deepspeed, args.node_rank))
-        elif args.cmd == "merge":
-            print(merge(args.config))
-        else:
-            (finish_train if args.cmd == "finish-train" else finish_merge)(args.config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, yaml.YAMLError) as e:  # a folder that cannot be read or written, a broken record
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    if args.cmd == "train":
+        return report(lambda: print(train(args.config, args.gpus, args.resume, args.overwrite, args.keep_accumulation,
+                                          args.track, args.deepspeed, args.node_rank)))
+    if args.cmd == "merge":
+        return report(lambda: print(merge(args.config)))
+    return report(lambda: (finish_train if args.cmd == "finish-train" else finish_merge)(args.config))
 
 
 if __name__ == "__main__":
