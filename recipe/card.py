@@ -88,10 +88,13 @@ def prompt_example(rows: list[dict]) -> list[str]:
             "this way):", "", "```text", prompt + row["output"] + "<|end_of_text|>", "```"]
 
 
-def comparable(results: dict) -> bool:
-    """Full KoBEST test sets from the Hub: the only results the Hub metadata may claim."""
+def not_comparable(results: dict) -> list[str]:
+    """Why these are not the full KoBEST test sets from the Hub, the only results the Hub metadata
+    may claim; empty when they are."""
+    limit = results.get("config", {}).get("limit")
     local = {results["configs"][f"kobest_{t}"].get("dataset_path") for t in TASKS} != {"skt/kobest_v1"}
-    return not (results.get("config", {}).get("limit") or local)
+    return ([f"limited to {limit} documents per task"] if limit else []) + \
+        (["evaluated on local files, not `skt/kobest_v1`"] if local else [])
 
 
 def eval_section(results: dict | None, label: str, config: Path, current: bool) -> list[str]:
@@ -101,12 +104,9 @@ def eval_section(results: dict | None, label: str, config: Path, current: bool) 
         return [f"The results in `eval/` belong to an earlier adapter; `make eval CONFIG={config}` evaluates this one."]
     lines = [f"KoBEST, {NUM_FEWSHOT}-shot accuracy (lm-evaluation-harness), beside the columns of the card "
              "this recipe reproduces:", "", markdown_table(results, label).rstrip()]
-    limit = results.get("config", {}).get("limit")
-    local = {results["configs"][f"kobest_{t}"].get("dataset_path") for t in TASKS} != {"skt/kobest_v1"}
-    if not comparable(results):
-        lines += ["", "**Not comparable to the card:** " + " and ".join(
-            ([f"limited to {limit} documents per task"] if limit else [])
-            + (["evaluated on local files, not `skt/kobest_v1`"] if local else [])) + "."]
+    reasons = not_comparable(results)
+    if reasons:
+        lines += ["", "**Not comparable to the card:** " + " and ".join(reasons) + "."]
     return lines
 
 
@@ -165,7 +165,7 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
         *[f"- `{p.relative_to(out)}`: `{sha256_file(p)}`" for p in hashed],
         f"- `{RESOLVED_NAME}` (the resolved training config): `{sha256_file(out / RESOLVED_NAME)}`",
     ]
-    data = metadata(cfg, rows, results if current and comparable(results) else None, name, merged)
+    data = metadata(cfg, rows, results if current and not not_comparable(results) else None, name, merged)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
 
 

@@ -16,16 +16,12 @@ from preprocess.pipeline import write_atomic
 from preprocess.prompts import INSTRUCTION, QUESTION, RESPONSE, SYSTEM_INSTRUCTION
 from recipe import card
 from recipe.config import RESOLVED_NAME, ConfigError, load, report
-from recipe.run import MERGED, checkpoints, merged_model, output_dir
+from recipe.run import MERGED, checkpoints, merged_model, output_dir, say
 
 # What never goes to the Hub: the training log, checkpoints (optimizer state) and a merge-only
 # config; beside an adapter also the base model's config.json that Axolotl copies there (it would
 # make the Hub take the adapter repo for a full model). A merged model keeps its config.json.
 NOT_UPLOADED = {"debug.log", "merge.yml"}
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---- the loss curve

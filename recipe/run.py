@@ -393,13 +393,9 @@ def adapter_digest(model: str, adapter: str | None) -> str | None:
 
 def merged_model(out: Path) -> Path | None:
     """``<out>/merged`` when `make merge` finished it from the adapter that is there now."""
-    marker = out / MERGED / MERGE_MARKER
-    try:
-        merged_from = json.loads(marker.read_text(encoding="utf-8"))["adapter_sha256"]
-    except (OSError, ValueError, KeyError):
-        return None
+    merged_from = adapter_digest(str(out / MERGED), None)
     adapter = out / ADAPTER_FILE
-    return out / MERGED if adapter.is_file() and merged_from == sha256_file(adapter) else None
+    return out / MERGED if merged_from and adapter.is_file() and merged_from == sha256_file(adapter) else None
 
 
 def model_to_use(config: Path | None, model: str | None = None, adapter: str | None = None
