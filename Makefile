@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AXOLOTL := $(VENV)/bin/axolotl
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-8)
+TORCH_CUDA ?=
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-8)$(if $(TORCH_CUDA),-$(TORCH_CUDA))
 # Axolotl's launcher execs `accelerate` from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export AXOLOTL_DO_NOT_TRACK := 1
@@ -50,6 +51,13 @@ LIMIT ?=
 Q ?=
 FORMAT ?= card
 TOKENIZER ?=
+GPU ?=
+TINY ?=
+WHEELHOUSE ?= wheelhouse
+# What a bare GPU box (Python, torch, transformers, peft, accelerate: see README) lacks for
+# make train / make merge; `make wheelhouse` fetches these as platform wheels for its Python.
+GPU_BOX_PYTHON ?= 3.12
+GPU_CHECK_OUT ?= outputs/gpu-check$(if $(filter 1,$(TINY)),-tiny)
 
 ifeq ($(SOURCE),sample)
   DATA_FLAGS := --sample
@@ -59,7 +67,8 @@ endif
 DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv data check preflight train merge card push ollama loss eval chat demo test bench clean
+.PHONY: help venv flash-attn data check preflight train merge card push ollama loss eval chat demo test bench \
+  gpu-check gpu-venv wheelhouse clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,22 +78,30 @@ help: ## List the targets
 	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> (default: the run of CONFIG) KOBEST_DATA=<dir> LIMIT=<n>"
 	@echo "             Q=<question> FORMAT=card|alpaca TRACK=wandb|mlflow"
 	@echo "             HF_REPO=<user>/<name> MERGED=1 PRIVATE=1 DRY_RUN=1 (make push)"
-	@echo "             TOKENIZER=<dir> (preflight without Hub access)"
+	@echo "             TOKENIZER=<dir> (preflight without Hub access) GPU=a100|h100 (make check)"
+	@echo "             TORCH_CUDA=cpu|cu126|cu128|cu130 (default: from the NVIDIA driver) TINY=1 (make gpu-check)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	# torch first, alone: the pin takes the local CPU wheel here and the CUDA build on a GPU box.
-	$(PY) -m pip install --quiet "$$(grep -E '^torch==' requirements.txt)"
+	# torch first, alone: the CUDA build the NVIDIA driver supports, or the CPU build without one.
+	python3 -m recipe.torch_build install $(PY) $(TORCH_CUDA)
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## Create .venv with the pinned requirements (done by every target)
+venv: $(STAMP) ## Create .venv with the pinned requirements (done by every target) [TORCH_CUDA=...]
+
+flash-attn: $(STAMP) ## Optional: build flash-attn for the card's attention (CUDA toolkit; up to an hour)
+	@echo "flash-attn has no wheel on PyPI: pip fetches a prebuilt one from GitHub if one matches torch and CUDA," \
+	  "else it compiles with nvcc (CUDA_HOME; about an hour). Without it, make train uses sdpa." >&2
+	$(PY) -m pip install psutil ninja packaging
+	MAX_JOBS=$${MAX_JOBS:-4} $(PY) -m pip install --no-build-isolation flash-attn==2.8.3
 
 data: $(STAMP) ## Build the Alpaca JSONL files (SOURCE=sample: offline, from data/sample/)
 	$(PY) -m preprocess $(DATA_FLAGS) --seed $(SEED) --system-rate $(SYSTEM_RATE)
 
-check: $(STAMP) ## Validate configs with Axolotl + unknown-key check (all, or CONFIG=...)
-	$(PY) -m recipe.config check $(if $(filter command line,$(origin CONFIG)),$(CONFIG),$(ALL_CONFIGS))
+check: $(STAMP) ## Validate configs with Axolotl + unknown-key check (all, or CONFIG=...) [GPU=a100|h100]
+	$(PY) -m recipe.config check $(if $(filter command line,$(origin CONFIG)),$(CONFIG),$(ALL_CONFIGS)) \
+	  $(if $(GPU),--gpu $(GPU) --gpus $(PROCS))
 
 preflight: $(STAMP) ## Data card, KoBEST overlap, manifest, time/memory estimate: CONFIG=... [TOKENIZER=dir] [KOBEST_DATA=dir]
 	$(PY) -m recipe.preflight $(CONFIG) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) \
@@ -147,5 +164,21 @@ test: $(STAMP) ## Run the test suite (offline, CPU)
 bench: $(STAMP) ## Preprocessing throughput on synthetic sources of the real sizes
 	$(PY) -m benchmarks.preprocess_throughput
 
+gpu-check: $(if $(wildcard $(STAMP)),,$(if $(wildcard $(WHEELHOUSE)/*.whl),gpu-venv,$(STAMP))) ## One GPU box, no network: train+merge random 8B models, table to docs/benchmarks.md [TINY=1: CPU]
+	$(PY) -m recipe.gpu_check $(if $(filter 1,$(TINY)),--tiny) --out $(GPU_CHECK_OUT)
+
+gpu-venv: ## (On a GPU box with no network) .venv = the box's own packages + $(WHEELHOUSE)/
+	# The box's python3 may itself be a venv, whose packages --system-site-packages would not see:
+	# its site folders are read before .venv/bin (first on PATH) exists, and added by a .pth file.
+	rm -rf $(VENV); sites=$$(python3 -c "import site; print(site.getsitepackages())") && python3 -m venv $(VENV) && \
+	echo "import site; list(map(site.addsitedir, $$sites))" \
+	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/gpu-box.pth"
+	$(PY) -m pip install --quiet --no-index --no-deps --no-compile $(WHEELHOUSE)/*.whl
+	touch $(STAMP)
+
+wheelhouse: ## (Online) wheels a bare GPU box lacks, for its Python $(GPU_BOX_PYTHON): $(WHEELHOUSE)/
+	rm -rf $(WHEELHOUSE)
+	python3 -m recipe.wheelhouse $(WHEELHOUSE) --python $(GPU_BOX_PYTHON)
+
 clean: ## Remove built data and outputs (keeps .venv)
-	rm -rf data/processed data/processed-sample data/processed-nosys data/prepared outputs last_run_prepared
+	rm -rf data/processed data/processed-sample data/processed-nosys data/prepared outputs last_run_prepared $(WHEELHOUSE)

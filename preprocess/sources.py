@@ -21,6 +21,7 @@ class Source:
     adds_system_instruction: bool  # whether --system-rate applies (the card: not for OpenOrca-KO)
     rule: str  # the conversion, in a few words (model cards and reports)
     licence: str | None  # as declared on the dataset card; None where it declares none
+    expected_rows: int  # rows of the pinned split, from the dataset viewer (shared/research/datasets.md)
 
     @property
     def sample_path(self) -> Path:
@@ -41,6 +42,7 @@ KOALPACA = Source(
     adds_system_instruction=True,
     rule="the question becomes the Alpaca instruction",
     licence=None,
+    expected_rows=21_155,
 )
 OPENORCA_KO = Source(
     name="openorca_ko",
@@ -51,6 +53,7 @@ OPENORCA_KO = Source(
     adds_system_instruction=False,
     rule="unchanged",
     licence="mit",
+    expected_rows=21_632,
 )
 GUANACO_KO = Source(
     name="guanaco_ko",
@@ -61,6 +64,7 @@ GUANACO_KO = Source(
     adds_system_instruction=True,
     rule="multi-turn: the last assistant answer is the target, earlier turns go into the prompt",
     licence="apache-2.0",
+    expected_rows=9_846,
 )
 
 SOURCES = {s.name: s for s in (KOALPACA, OPENORCA_KO, GUANACO_KO)}

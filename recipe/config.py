@@ -10,6 +10,8 @@ YAML: ``recipe.run`` writes it to ``<output_dir>/axolotl.yml``, the record of th
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -75,9 +77,96 @@ def unknown_keys(cfg: dict) -> list[str]:
     return found
 
 
-def check(path: Path) -> dict:
-    """Resolve ``path`` and run Axolotl's own validation plus the unknown-key check."""
+# ---- what runs on the GPU
+
+FLASH = "flash_attention_2"
+LORA_KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel")
+# `make check GPU=...`: the capabilities Axolotl's own probe reports on that card.
+GPUS = {"a100": "sm_80", "h100": "sm_90"}
+
+
+def usable_attention(cfg: dict) -> tuple[dict, str | None]:
+    """The card's flash attention where the flash_attn package imports; otherwise torch's sdpa,
+    which needs no extra package (Axolotl packs rows through torch's varlen attention with it).
+    Without this, Axolotl rejects flash_attention_2 on a CUDA box that lacks flash-attn and the Hub."""
+    wants_flash = cfg.get("attn_implementation") == FLASH or (
+        cfg.get("flash_attention") and not cfg.get("attn_implementation"))
+    if not wants_flash or importlib.util.find_spec("flash_attn") is not None:
+        return cfg, None
+    cfg = {k: v for k, v in cfg.items() if k != "flash_attention"}
+    return {**cfg, "attn_implementation": "sdpa"}, (
+        "attention: sdpa instead of flash_attention_2 (the flash_attn package is not installed; "
+        "`make flash-attn` installs it). The result is the same; only speed differs")
+
+
+def zero_stage(cfg: dict) -> int | None:
+    """The ZeRO stage of the config's DeepSpeed JSON, if it names one."""
+    ds = cfg.get("deepspeed")
+    if not ds:
+        return None
+    try:
+        conf = ds if isinstance(ds, dict) else json.loads(Path(ds).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"DeepSpeed config not found: {ds}") from None
+    except ValueError as e:
+        raise ConfigError(f"{ds}: not valid JSON ({e})") from None
+    return (conf.get("zero_optimization") or {}).get("stage")
+
+
+def safe_kernels(cfg: dict) -> tuple[dict, str | None]:
+    """Axolotl switches its fused Triton LoRA kernels on by itself. They read the base weights
+    directly, which ZeRO-3 keeps sharded, and no multi-GPU run has proven them here: under ZeRO-3
+    they stay off unless the config sets them."""
+    if zero_stage(cfg) != 3 or any(cfg.get(k) is not None for k in LORA_KERNELS):
+        return cfg, None
+    return {**cfg, **dict.fromkeys(LORA_KERNELS, False)}, (
+        "ZeRO-3: fused LoRA kernels off (unproven with sharded weights; set lora_*_kernel: true to force)")
+
+
+def gpu_settings(cfg: dict, gpu: str, gpus: int = 1) -> list[str]:
+    """What Axolotl switches on for ``cfg`` on ``gpus`` of ``gpu``: its own validation, given the
+    capabilities its probe reports there."""
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    if gpu not in GPUS:
+        raise ConfigError(f"GPU must be one of {', '.join(GPUS)}, got {gpu!r}")
+    caps = {"bf16": True, "tf32": True, "fp8": GPUS[gpu] >= "sm_90", "n_gpu": gpus, "compute_capability": GPUS[gpu]}
+    import torch
+
+    v = validate_config(DictDefault(json.loads(json.dumps(cfg))), capabilities=caps,
+                        env_capabilities={"torch_version": torch.__version__.split("+")[0]})
+    attn = v.get("attn_implementation") or "eager"
+    if not v.get("sample_packing"):
+        packing = "off: each micro batch padded to its longest row"
+    elif attn == "sdpa":
+        packing = "on: rows packed into sequence_len, attention through torch's varlen kernel (sdpa_varlen)"
+    else:
+        packing = f"on: rows packed into sequence_len, attention through {attn}'s varlen path"
+    kernels = [k for k in LORA_KERNELS if v.get(k)]
+    lines = [f"attention: {attn}", f"sample packing {packing}",
+             f"fused LoRA kernels (Triton): {', '.join(kernels) if kernels else 'off'}",
+             f"precision: {'bf16' if v.get('bf16') else 'fp32'}{', tf32 matmuls' if v.get('tf32') else ''}"
+             f"{', 4-bit base (bitsandbytes)' if v.get('load_in_4bit') else ''}",
+             f"gradient checkpointing: {'on' if v.get('gradient_checkpointing') else 'off'}",
+             f"batch: micro {v['micro_batch_size']} x accumulation {v['gradient_accumulation_steps']} x {gpus} GPU(s)"
+             f" = {v['micro_batch_size'] * v['gradient_accumulation_steps'] * gpus} sequences per step"]
+    if v.get("deepspeed"):
+        lines.append(f"DeepSpeed ZeRO-{zero_stage(cfg)}: {cfg['deepspeed']}")
+    if attn == "sdpa" and v.get("sample_packing") and GPUS[gpu] < "sm_90":
+        lines.append("note: Axolotl warns that packing with sdpa in bf16 is untested below H100; "
+                     "watch the first losses, or install flash-attn")
+    return lines
+
+
+def check(path: Path, quiet: bool = False) -> dict:
+    """Resolve ``path``, apply the attention and kernel choices ``make train`` makes, and run
+    Axolotl's own validation plus the unknown-key check."""
     cfg = load(path)
+    for choose in (usable_attention, safe_kernels):
+        cfg, note = choose(cfg)
+        if note and not quiet:
+            print(f"{path}: {note}", file=sys.stderr)
     unknown = unknown_keys(cfg)
     if unknown:
         raise ConfigError(f"{path}: unknown Axolotl option(s): {', '.join(unknown)} "
@@ -101,6 +190,9 @@ def write_resolved(cfg: dict, origin: Path, out: Path) -> Path:
     from preprocess.pipeline import write_atomic
 
     header = f"# Resolved from {origin} by recipe.config; edit that file, not this one.\n"
+    asked = load(origin).get("attn_implementation")
+    if asked and asked != cfg.get("attn_implementation"):
+        header += f"# attn_implementation: {cfg.get('attn_implementation')} here, where {origin} asks {asked}\n"
     write_atomic(out, header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return out
 
@@ -140,7 +232,10 @@ def cpu_copy(cfg: dict, model_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Check Axolotl configs and write the CPU demo copy.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("check").add_argument("configs", nargs="+", type=Path)
+    chk = sub.add_parser("check")
+    chk.add_argument("configs", nargs="+", type=Path)
+    chk.add_argument("--gpu", choices=sorted(GPUS), help="also show what Axolotl switches on for this GPU")
+    chk.add_argument("--gpus", type=int, default=1, help="with --gpu: how many of them")
     cpu = sub.add_parser("cpu")
     cpu.add_argument("config", type=Path)
     cpu.add_argument("--model", type=Path, required=True)
@@ -151,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     def action():
         if args.cmd == "check":
             for path in args.configs:
-                check(path)
+                cfg = check(path)
                 print(f"{path}: OK")
+                if args.gpu:
+                    print("".join(f"  {line}\n" for line in gpu_settings(cfg, args.gpu, args.gpus)), end="")
         else:
             cfg = cpu_copy(check(args.config), args.model, args.data_dir, args.out)
             print(write_resolved(cfg, args.config, args.out / RESOLVED_NAME))

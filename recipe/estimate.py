@@ -15,10 +15,16 @@ import math
 import random
 from dataclasses import dataclass
 
-GPUS = {"A100-80GB": (312e12, 80e9), "H100-80GB": (989e12, 80e9)}  # dense bf16 peak, memory bytes
+# Dense bf16 tensor peak (no sparsity; FP32 accumulate on the RTX card) and memory, from NVIDIA's
+# datasheets: the cards a 24, 40, 48 or 80 GB budget means in practice.
+GPUS = {"RTX-4090-24GB": (165e12, 24e9), "A100-40GB": (312e12, 40e9), "L40S-48GB": (362e12, 48e9),
+        "A100-80GB": (312e12, 80e9), "H100-80GB": (989e12, 80e9)}
 DEFAULT_UTILISATION = 0.40
 RUNTIME_OVERHEAD_BYTES = 3e9  # CUDA context, allocator fragmentation, kernels' workspaces
 LOGIT_BYTES = 10  # per token and vocab entry: bf16 logits, fp32 upcast, fp32 gradient
+# NF4 with double quantization (QLoRA paper, section 3): 4 bits plus about 0.127 bits of constants
+# per weight. Only the decoder's linear layers are quantized; embeddings and lm_head stay bf16.
+NF4_BYTES = (4 + 0.127) / 8
 
 
 @dataclass(frozen=True)
@@ -91,14 +97,18 @@ def run_flops(lengths: list[int], arch: Arch, r: int, micro_batch: int, sequence
             "flops": epochs * (positions * per_token + attention)}
 
 
-def peak_memory(arch: Arch, r: int, micro_batch: int, tokens_per_row: int, checkpointing: bool) -> dict:
-    """Bytes on one GPU at the largest micro batch: bf16 weights, fp32 LoRA weights + gradients +
-    two Adam moments, activations (34·d bytes per token and layer with flash attention, or only the
-    layer inputs when checkpointing, plus one layer recomputed), logits, and a fixed overhead."""
+def peak_memory(arch: Arch, r: int, micro_batch: int, tokens_per_row: int, checkpointing: bool,
+                four_bit: bool = False) -> dict:
+    """Bytes on one GPU at the largest micro batch: bf16 weights (NF4 decoder weights for QLoRA),
+    fp32 LoRA weights + gradients + two Adam moments, activations (34·d bytes per token and layer
+    with flash attention, or only the layer inputs when checkpointing, plus one layer recomputed),
+    logits, and a fixed overhead."""
     tokens = micro_batch * tokens_per_row
     per_layer = 34 * arch.hidden * tokens
     activations = (arch.layers * 2 * arch.hidden * tokens + per_layer) if checkpointing else arch.layers * per_layer
-    parts = {"weights": 2 * arch.total_params, "lora_and_adam": 16 * arch.lora_params(r),
+    decoder = arch.layers * sum(i * o for i, o in arch.linear_shapes())
+    weights = (NF4_BYTES * decoder + 2 * (arch.total_params - decoder)) if four_bit else 2 * arch.total_params
+    parts = {"weights": weights, "lora_and_adam": 16 * arch.lora_params(r),
              "activations": activations, "logits": LOGIT_BYTES * tokens * arch.vocab,
              "overhead": RUNTIME_OVERHEAD_BYTES}
     parts["total"] = sum(parts.values())
@@ -106,18 +116,23 @@ def peak_memory(arch: Arch, r: int, micro_batch: int, tokens_per_row: int, check
 
 
 def estimate(lengths: list[int], arch: Arch, cfg: dict, utilisation: float = DEFAULT_UTILISATION) -> list[dict]:
-    """One row per (GPU, packing) with hours and peak memory, for the config's settings."""
+    """One row per (GPU, packing) with hours and peak memory, for the config's settings. The peak
+    is for one micro batch of the config's size, each row as long as the longest kept row (all
+    sequence_len with packing)."""
     r, mb, seq = cfg["lora_r"], cfg["micro_batch_size"], cfg["sequence_len"]
+    four_bit = bool(cfg.get("load_in_4bit")) or cfg.get("adapter") == "qlora"
     gc, epochs = bool(cfg.get("gradient_checkpointing")), float(cfg.get("num_epochs", 1))
     steps_per = mb * cfg.get("gradient_accumulation_steps", 1)
     rows = []
     for packing in (False, True):
         f = run_flops(lengths, arch, r, mb, seq, packing, gc, epochs, cfg.get("seed", 0) or 0)
-        mem = peak_memory(arch, r, mb, seq if packing else max(lengths), gc)
+        row_tokens = seq if packing else max(lengths)
+        mem = peak_memory(arch, r, mb, row_tokens, gc, four_bit)
         for gpu, (peak, capacity) in GPUS.items():
             rows.append({"gpu": gpu, "packing": packing, "chosen": packing == bool(cfg.get("sample_packing")),
                          "optimizer_steps": math.ceil(f["sequences"] / steps_per) * math.ceil(epochs),
                          "positions_per_epoch": f["positions"], "flops": f["flops"],
                          "hours": f["flops"] / (peak * utilisation) / 3600,
-                         "peak_memory_gb": mem["total"] / 1e9, "fits": mem["total"] <= capacity})
+                         "peak_memory_gb": mem["total"] / 1e9, "peak_at": f"{mb} x {row_tokens}",
+                         "weights": "4-bit" if four_bit else "bf16", "fits": mem["total"] <= capacity})
     return rows

@@ -152,17 +152,18 @@ def data_card(config: Path, cfg: dict, tokenizer: str, summary: list[dict], flag
         lines += [f"Assumed utilisation {utilisation:.0%} of dense bf16 peak; "
                   f"{cfg.get('num_epochs', 1)} epochs; gradient checkpointing "
                   f"{'on' if cfg.get('gradient_checkpointing') else 'off'}. `*` marks this config's packing setting.", "",
-                  "| GPU | packing | optimizer steps | positions / epoch | hours | peak memory (GB) | fits |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"Peak memory is for one micro batch (rows x tokens each) with {estimates[0]['weights']} base weights.", "",
+                  "| GPU | packing | optimizer steps | positions / epoch | hours | peak memory (GB) | at micro batch | fits |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {e['gpu']} | {'on' if e['packing'] else 'off'}{' *' if e['chosen'] else ''} | "
                   f"{e['optimizer_steps']} | {e['positions_per_epoch']} | {e['hours']:.2f} | "
-                  f"{e['peak_memory_gb']:.1f} | {'yes' if e['fits'] else 'no'} |" for e in estimates]
+                  f"{e['peak_memory_gb']:.1f} | {e['peak_at']} | {'yes' if e['fits'] else 'no'} |" for e in estimates]
     return "\n".join(lines) + "\n"
 
 
 def run(config: Path, tokenizer: str | None = None, kobest_dir: Path | None = None, out: Path | None = None,
         utilisation: float = estimate.DEFAULT_UTILISATION, ngram: int = 8) -> dict:
-    cfg = check(config)
+    cfg = check(config, quiet=True)
     sources = load_sources(cfg)
     from transformers import AutoConfig, AutoTokenizer
 

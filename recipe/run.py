@@ -28,7 +28,8 @@ from pathlib import Path
 import yaml
 
 from preprocess.pipeline import sha256_file, write_atomic
-from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, check, load, missing_data, report, write_resolved
+from recipe.config import (ADAPTER_FILE, RESOLVED_NAME, ConfigError, check, load, missing_data, report, safe_kernels,
+                           write_resolved)
 
 PREPARED_ROOT = Path("data/prepared")  # where tokenized data lives when a config names no dataset_prepared_path
 KEY = re.compile(r"[0-9a-f]{16}")
@@ -299,6 +300,9 @@ def train(config: Path, gpus: int = 1, resume: bool = False, overwrite: bool = F
            "dataset_prepared_path": str(prepared_dir(cfg))}
     if deepspeed:
         cfg["deepspeed"] = deepspeed  # in the record, so RESUME=1 sees a change of launch
+        cfg, note = safe_kernels(cfg)
+        if note:
+            say(note)
     prepared = Path(cfg["dataset_prepared_path"]).resolve()
     if prepared.is_relative_to(out.resolve()):
         raise ConfigError(f"dataset_prepared_path ({prepared}) lies inside output_dir ({out}); "
@@ -360,7 +364,7 @@ def check_adapter(out: Path, config: Path) -> None:
 def merge(config: Path) -> Path:
     """The config ``axolotl merge-lora`` should use: the run's own record, never rewritten. An
     adapter trained elsewhere (no record) is merged with CONFIG's settings in ``merge.yml``."""
-    cfg = check(config)
+    cfg = check(config, quiet=True)
     out = output_dir(cfg, config)
     check_adapter(out, config)
     if (out / MERGED).exists():  # a half-written or older merge must not outlive a new one

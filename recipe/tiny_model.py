@@ -36,7 +36,16 @@ def training_corpus() -> list[str]:
     return texts
 
 
-def build(out: Path, vocab_size: int = 3000) -> None:
+TINY = {"vocab_size": None, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048}
+# Llama-3-8B's shape (beomi/Llama-3-Open-Ko-8B's config.json), for random models of the real size.
+LLAMA3_8B = {"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192}
+
+
+def build(out: Path, vocab_size: int = 3000, shape: dict = TINY, device: str = "cpu") -> None:
+    """The tokenizer, and a seeded random model of ``shape`` (vocab_size None: the tokenizer's),
+    built on ``device`` in bf16 unless it is the tiny CPU one."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -53,13 +62,13 @@ def build(out: Path, vocab_size: int = 3000) -> None:
                                      model_max_length=2048)
     hf_tok.save_pretrained(out)
 
-    config = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         rope_theta=500000.0, bos_token_id=hf_tok.bos_token_id,
-                         eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(**{**shape, "vocab_size": shape["vocab_size"] or len(hf_tok)}, rope_theta=500000.0,
+                         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                         pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    dtype = torch.float32 if shape is TINY else torch.bfloat16
+    with torch.device(device):
+        model = LlamaForCausalLM._from_config(config, dtype=dtype)
     model.generation_config = GenerationConfig(**STALE_GENERATION_IDS)
     model.save_pretrained(out)
 

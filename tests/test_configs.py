@@ -8,7 +8,7 @@ import yaml
 from conftest import REPO
 from preprocess.sources import PROCESSED_DIR, SOURCES
 from recipe import run
-from recipe.config import ConfigError, check, load
+from recipe.config import LORA_KERNELS, ConfigError, check, gpu_settings, load, usable_attention, write_resolved
 
 RECIPE = Path("axolotl_configs/aog-lora.yml")
 ABLATIONS = {  # ablation -> the keys it may change
@@ -113,7 +113,7 @@ def test_train_without_data_is_a_clear_error(tmp_path, capsys):
     path = overlay(tmp_path, datasets=[{"path": str(tmp_path / "nope.jsonl"), "ds_type": "json", "type": "alpaca"}],
                    output_dir=str(tmp_path / "out"))
     assert run.main(["train", str(path)]) == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("error: ") and "training data not found" in err and "make data" in err
     assert not (tmp_path / "out").exists()
 
@@ -123,3 +123,90 @@ def test_merge_without_adapter_is_a_clear_error(tmp_path, capsys):
     assert run.main(["merge", str(path)]) == 2
     err = capsys.readouterr().err
     assert "no LoRA adapter" in err and f"make train CONFIG={path}" in err
+
+
+# ---- what runs on the GPU
+
+def test_flash_attention_falls_back_to_sdpa_without_flash_attn(capsys):
+    import importlib.util
+
+    assert importlib.util.find_spec("flash_attn") is None  # the premise: this venv has no flash-attn
+    cfg = check(RECIPE)
+    assert cfg["attn_implementation"] == "sdpa" and load(RECIPE)["attn_implementation"] == "flash_attention_2"
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{RECIPE}: attention: sdpa instead of flash_attention_2 (the flash_attn package is not installed; "
+                   "`make flash-attn` installs it). The result is the same; only speed differs"]
+
+
+def test_flash_attention_is_kept_where_flash_attn_imports(tmp_path, monkeypatch):
+    (tmp_path / "flash_attn").mkdir()
+    (tmp_path / "flash_attn" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg, note = usable_attention(load(RECIPE))
+    assert cfg["attn_implementation"] == "flash_attention_2" and note is None
+    legacy, note = usable_attention({"flash_attention": True})
+    assert legacy == {"flash_attention": True} and note is None
+    monkeypatch.undo()
+    legacy, note = usable_attention({"flash_attention": True})
+    assert legacy == {"attn_implementation": "sdpa"} and note
+
+
+def test_check_passes_on_a_cuda_box_without_flash_attn_or_the_hub(monkeypatch):
+    """Axolotl's own validator rejects flash_attention_2 there; the fallback is what lets
+    `make check`, `make demo` and `make test` run on such a box."""
+    import torch
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match="no flash-attn build is available"):
+        validate_config(DictDefault(load(RECIPE)))
+    for path in ALL:
+        assert check(path, quiet=True)["attn_implementation"] == "sdpa"
+
+
+def test_the_record_says_which_attention_ran(tmp_path):
+    record = write_resolved(check(RECIPE, quiet=True), RECIPE, tmp_path / "axolotl.yml")
+    lines = record.read_text(encoding="utf-8").splitlines()
+    assert lines[1] == f"# attn_implementation: sdpa here, where {RECIPE} asks flash_attention_2"
+    assert yaml.safe_load(record.read_text(encoding="utf-8"))["attn_implementation"] == "sdpa"
+
+
+def test_zero3_turns_the_fused_lora_kernels_off(tmp_path, capsys):
+    z3 = check(overlay(tmp_path, deepspeed="axolotl_configs/deepspeed/zero3.json"))
+    assert [z3[k] for k in LORA_KERNELS] == [False] * 4
+    assert "ZeRO-3: fused LoRA kernels off" in capsys.readouterr().err
+    z2 = check(overlay(tmp_path, deepspeed="axolotl_configs/deepspeed/zero2.json"))
+    assert all(k not in z2 for k in LORA_KERNELS)  # unset: Axolotl turns them on by itself
+    forced = check(overlay(tmp_path, deepspeed="axolotl_configs/deepspeed/zero3.json", lora_mlp_kernel=True))
+    assert forced["lora_mlp_kernel"] is True and "lora_o_kernel" not in forced
+
+
+@pytest.mark.parametrize("path, gpu, gpus, expected", [
+    (RECIPE, "a100", 1, ["attention: sdpa", "sample packing off: each micro batch padded to its longest row",
+                         "fused LoRA kernels (Triton): lora_mlp_kernel, lora_qkv_kernel, lora_o_kernel, "
+                         "lora_embedding_kernel", "precision: bf16, tf32 matmuls", "gradient checkpointing: on",
+                         "batch: micro 4 x accumulation 8 x 1 GPU(s) = 32 sequences per step"]),
+    (Path("axolotl_configs/ablations/fast-packing.yml"), "h100", 1,
+     ["sample packing on: rows packed into sequence_len, attention through torch's varlen kernel (sdpa_varlen)"]),
+    (Path("axolotl_configs/ablations/fast-packing.yml"), "a100", 1,
+     ["note: Axolotl warns that packing with sdpa in bf16 is untested below H100; watch the first losses, "
+      "or install flash-attn"]),
+    (Path("axolotl_configs/ablations/qlora-24gb.yml"), "a100", 1, ["precision: bf16, tf32 matmuls, 4-bit base (bitsandbytes)",
+                                                                   "batch: micro 1 x accumulation 32 x 1 GPU(s) = 32 sequences per step"]),
+])
+def test_make_check_shows_what_axolotl_switches_on_for_a_gpu(path, gpu, gpus, expected):
+    lines = gpu_settings(check(path, quiet=True), gpu, gpus)
+    assert set(expected) <= set(lines), lines
+
+
+def test_gpu_settings_under_zero3_on_four_gpus(tmp_path):
+    cfg = check(overlay(tmp_path, deepspeed="axolotl_configs/deepspeed/zero3.json", gradient_accumulation_steps=2),
+                quiet=True)
+    lines = gpu_settings(cfg, "h100", 4)
+    assert "fused LoRA kernels (Triton): off" in lines
+    assert "batch: micro 4 x accumulation 2 x 4 GPU(s) = 32 sequences per step" in lines
+    assert "DeepSpeed ZeRO-3: axolotl_configs/deepspeed/zero3.json" in lines
+    with pytest.raises(ConfigError, match="GPU must be one of a100, h100"):
+        gpu_settings(cfg, "v100")

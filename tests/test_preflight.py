@@ -166,3 +166,27 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
                                    "datasets": [{"path": str(tmp_path / "x.jsonl"), "ds_type": "json", "type": "alpaca"}]}))
     assert main([str(cfg)]) == 2
     assert "training data not found" in capsys.readouterr().err
+
+
+def test_qlora_peak_counts_4bit_decoder_weights():
+    arch = estimate.Arch(4096, 32, 32, 8, 14336, 128256)
+    decoder = 6_979_321_856  # q,k,v,o,gate,up,down of 32 layers; embed and lm_head stay bf16
+    bf16 = estimate.peak_memory(arch, 32, 1, 4096, True)
+    nf4 = estimate.peak_memory(arch, 32, 1, 4096, True, four_bit=True)
+    assert bf16["weights"] == 2 * arch.total_params == 2 * 8_029_995_008  # the norms' 266k weights ignored
+    assert nf4["weights"] == pytest.approx(decoder * 4.127 / 8 + 2 * (arch.total_params - decoder))
+    assert {k: v for k, v in nf4.items() if k not in ("weights", "total")} == \
+        {k: v for k, v in bf16.items() if k not in ("weights", "total")}
+    assert round(nf4["total"] / 1e9, 1) == 16.9  # research estimate for QLoRA 1 x 4096: 16-19 GB
+
+
+def test_estimate_names_the_cards_and_the_micro_batch_of_the_peak():
+    arch = estimate.Arch(4096, 32, 32, 8, 14336, 128256)
+    card = {"lora_r": 32, "micro_batch_size": 4, "sequence_len": 4096, "gradient_checkpointing": True}
+    lengths = [4000, 300, 1200, 900]
+    fits = {(e["gpu"], e["packing"]): (e["fits"], e["peak_at"], e["weights"]) for e in estimate.estimate(lengths, arch, card)}
+    assert sorted({g for g, _ in fits}) == ["A100-40GB", "A100-80GB", "H100-80GB", "L40S-48GB", "RTX-4090-24GB"]
+    assert fits[("A100-80GB", False)] == (True, "4 x 4000", "bf16") and fits[("A100-40GB", True)] == (False, "4 x 4096", "bf16")
+    qlora = {**card, "adapter": "qlora", "load_in_4bit": True, "micro_batch_size": 1}
+    fits = {(e["gpu"], e["packing"]): (e["fits"], e["peak_at"], e["weights"]) for e in estimate.estimate(lengths, arch, qlora)}
+    assert fits[("RTX-4090-24GB", True)] == (True, "1 x 4096", "4-bit")
