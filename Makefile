@@ -16,6 +16,7 @@ SOURCE ?= hub
 SEED ?= 42
 SYSTEM_RATE ?= 0.8
 DATA_DIR ?=
+DECONTAMINATE ?=
 CONFIG ?= axolotl_configs/aog-lora.yml
 NGPUS ?= 1
 NNODES ?= 1
@@ -53,6 +54,7 @@ FORMAT ?= card
 TOKENIZER ?=
 GPU ?=
 TINY ?=
+ONLY ?=
 WHEELHOUSE ?= wheelhouse
 # What a bare GPU box (Python, torch, transformers, peft, accelerate: see README) lacks for
 # make train / make merge; `make wheelhouse` fetches these as platform wheels for its Python.
@@ -64,7 +66,8 @@ ifeq ($(SOURCE),sample)
 else ifneq ($(SOURCE),hub)
   $(error SOURCE must be 'hub' (default) or 'sample', got '$(SOURCE)')
 endif
-DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR))
+DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR)) \
+  $(if $(filter 1,$(DECONTAMINATE)),--decontaminate $(if $(KOBEST_DATA),--kobest-dir $(KOBEST_DATA)))
 
 .DEFAULT_GOAL := help
 .PHONY: help venv flash-attn data check preflight train merge card push ollama loss eval chat demo test bench \
@@ -79,7 +82,8 @@ help: ## List the targets
 	@echo "             Q=<question> FORMAT=card|alpaca TRACK=wandb|mlflow"
 	@echo "             HF_REPO=<user>/<name> MERGED=1 PRIVATE=1 DRY_RUN=1 (make push)"
 	@echo "             TOKENIZER=<dir> (preflight without Hub access) GPU=a100|h100 (make check)"
-	@echo "             TORCH_CUDA=cpu|cu126|cu128|cu130 (default: from the NVIDIA driver) TINY=1 (make gpu-check)"
+	@echo "             TORCH_CUDA=cpu|cu126|cu128|cu130 (default: from the NVIDIA driver) TINY=1 ONLY=card,... (make gpu-check)"
+	@echo "             DECONTAMINATE=1 (make data: also a copy without rows that contain KoBEST test texts)"
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -96,7 +100,7 @@ flash-attn: $(STAMP) ## Optional: build flash-attn for the card's attention (CUD
 	$(PY) -m pip install psutil ninja packaging
 	MAX_JOBS=$${MAX_JOBS:-4} $(PY) -m pip install --no-build-isolation flash-attn==2.8.3
 
-data: $(STAMP) ## Build the Alpaca JSONL files (SOURCE=sample: offline, from data/sample/)
+data: $(STAMP) ## Build the Alpaca JSONL files (SOURCE=sample: offline) [DECONTAMINATE=1 [KOBEST_DATA=dir]]
 	$(PY) -m preprocess $(DATA_FLAGS) --seed $(SEED) --system-rate $(SYSTEM_RATE)
 
 check: $(STAMP) ## Validate configs with Axolotl + unknown-key check (all, or CONFIG=...) [GPU=a100|h100]
@@ -140,9 +144,12 @@ eval: $(STAMP) ## KoBEST 5-shot with lm-eval on the run of CONFIG (or MODEL=... 
 	$(PY) -m recipe.evaluate --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
 	  $(if $(KOBEST_DATA),--data-dir $(KOBEST_DATA)) $(if $(LIMIT),--limit $(LIMIT))
 
+# The question reaches Python through the environment, so quotes, $ and backticks stay text
+# (and make does not expand it: `value` takes Q as typed).
+chat: override export Q := $(value Q)
 chat: $(STAMP) ## Chat in the card's format with the run of CONFIG (or MODEL=... [ADAPTER=...]) [Q="one question"]
 	$(PY) -m recipe.chat $(MODEL) --config $(CONFIG) $(if $(ADAPTER),--adapter $(ADAPTER)) \
-	  --format $(FORMAT) $(if $(Q),--question "$(Q)")
+	  --format $(FORMAT) $(if $(Q),--question "$$Q")
 
 demo: export HF_HUB_OFFLINE := 1
 demo: export HF_DATASETS_OFFLINE := 1
@@ -164,16 +171,21 @@ test: $(STAMP) ## Run the test suite (offline, CPU)
 bench: $(STAMP) ## Preprocessing throughput on synthetic sources of the real sizes
 	$(PY) -m benchmarks.preprocess_throughput
 
-gpu-check: $(if $(wildcard $(STAMP)),,$(if $(wildcard $(WHEELHOUSE)/*.whl),gpu-venv,$(STAMP))) ## One GPU box, no network: train+merge random 8B models, table to docs/benchmarks.md [TINY=1: CPU]
-	$(PY) -m recipe.gpu_check $(if $(filter 1,$(TINY)),--tiny) --out $(GPU_CHECK_OUT)
+gpu-check: export HF_HUB_OFFLINE := 1
+gpu-check: export HF_DATASETS_OFFLINE := 1
+gpu-check: $(if $(wildcard $(PY)),$(STAMP),$(if $(wildcard $(WHEELHOUSE)/*.whl),gpu-venv,$(STAMP))) ## One GPU box, no network: train+merge random 8B models, table to docs/benchmarks.md [TINY=1: CPU] [ONLY=card,...]
+	$(PY) -m recipe.gpu_check $(if $(filter 1,$(TINY)),--tiny) --out $(GPU_CHECK_OUT) $(if $(ONLY),--only $(ONLY))
 
 gpu-venv: ## (On a GPU box with no network) .venv = the box's own packages + $(WHEELHOUSE)/
 	# The box's python3 may itself be a venv, whose packages --system-site-packages would not see:
 	# its site folders are read before .venv/bin (first on PATH) exists, and added by a .pth file.
-	rm -rf $(VENV); sites=$$(python3 -c "import site; print(site.getsitepackages())") && python3 -m venv $(VENV) && \
+	rm -rf $(VENV); sites=$$(python3 -c "import site; print(site.getsitepackages())") && \
+	{ python3 -m venv $(VENV) 2>/dev/null || python3 -m venv --without-pip $(VENV); } && \
 	echo "import site; list(map(site.addsitedir, $$sites))" \
 	  > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/gpu-box.pth"
-	$(PY) -m pip install --quiet --no-index --no-deps --no-compile $(WHEELHOUSE)/*.whl
+	# A Python without ensurepip gives a venv without pip: the box's own pip installs into it.
+	if $(PY) -m pip --version >/dev/null 2>&1; then pip="$(PY) -m pip"; else pip="python3 -m pip --python $(PY)"; fi; \
+	$$pip install --quiet --no-index --no-deps --no-compile $(WHEELHOUSE)/*.whl
 	touch $(STAMP)
 
 wheelhouse: ## (Online) wheels a bare GPU box lacks, for its Python $(GPU_BOX_PYTHON): $(WHEELHOUSE)/
@@ -181,4 +193,5 @@ wheelhouse: ## (Online) wheels a bare GPU box lacks, for its Python $(GPU_BOX_PY
 	python3 -m recipe.wheelhouse $(WHEELHOUSE) --python $(GPU_BOX_PYTHON)
 
 clean: ## Remove built data and outputs (keeps .venv)
-	rm -rf data/processed data/processed-sample data/processed-nosys data/prepared outputs last_run_prepared $(WHEELHOUSE)
+	rm -rf data/processed data/processed-sample data/processed-nosys data/processed-decontaminated \
+	  data/processed-sample-decontaminated data/prepared outputs last_run_prepared $(WHEELHOUSE)

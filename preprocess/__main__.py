@@ -1,30 +1,52 @@
-"""Build every source: ``python -m preprocess [--sample] [--output-dir DIR] [--seed N] [--system-rate P]``.
+"""Build every source: ``python -m preprocess [--sample] [--output-dir DIR] [--seed N] [--system-rate P]
+[--decontaminate [--kobest-dir DIR]]``.
 
 Without --sample each source is loaded from its pinned Hub revision; with --sample from the
-bundled rows in data/sample/ (offline).
+bundled rows in data/sample/ (offline). --decontaminate also writes a copy without the rows that
+contain a KoBEST test text into ``<output dir>-decontaminated/`` (``kobest_overlap`` in its reports).
 """
 import argparse
 import sys
 from pathlib import Path
 
-from preprocess.pipeline import DEFAULT_SEED, build, converter, run
+from preprocess.pipeline import DEFAULT_SEED, InputError, build, converter, run
 from preprocess.prompts import DEFAULT_SYSTEM_RATE
 from preprocess.sources import PROCESSED_DIR, SAMPLE_PROCESSED_DIR, SOURCES
 
 
 def jobs(args: argparse.Namespace) -> list[dict]:
-    out_dir = args.output_dir or (SAMPLE_PROCESSED_DIR if args.sample else PROCESSED_DIR)
+    out_dir = Path(args.output_dir or (SAMPLE_PROCESSED_DIR if args.sample else PROCESSED_DIR))
+    index = kobest_index(args.kobest_dir) if args.decontaminate else None
     results = []
-    for name, source in SOURCES.items():
-        results.append(build(
-            source, converter(name),
-            input_path=str(source.sample_path) if args.sample else None,
-            output=source.output_path(out_dir),
-            seed=args.seed,
-            system_rate=args.system_rate,
-            progress=not args.no_progress,
-        ))
+    copies = [(out_dir, None)]
+    if index is not None:
+        copies.append((decontaminated_dir(out_dir), lambda row: index.row_match(row) is not None))
+    for copy_dir, reject in copies:
+        for name, source in SOURCES.items():
+            results.append(build(
+                source, converter(name),
+                input_path=str(source.sample_path) if args.sample else None,
+                output=source.output_path(copy_dir),
+                seed=args.seed,
+                system_rate=args.system_rate,
+                progress=not args.no_progress,
+                reject=reject,
+            ))
     return results
+
+
+def decontaminated_dir(out_dir: Path) -> Path:
+    return out_dir.with_name(out_dir.name + "-decontaminated")
+
+
+def kobest_index(kobest_dir: Path | None):
+    from preprocess import contamination
+
+    try:
+        return contamination.NgramIndex(contamination.load_kobest(kobest_dir))
+    except (OSError, ConnectionError, ValueError) as e:
+        raise InputError(f"cannot read KoBEST for --decontaminate ({' '.join(str(e).split())}); without Hub access "
+                         "pass local files with --kobest-dir DIR (make data KOBEST_DATA=DIR)") from None
 
 
 def cli() -> argparse.ArgumentParser:
@@ -34,6 +56,9 @@ def cli() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--system-rate", type=float, default=DEFAULT_SYSTEM_RATE, metavar="P")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--decontaminate", action="store_true",
+                   help="also write <output dir>-decontaminated/ without rows that contain a KoBEST test text")
+    p.add_argument("--kobest-dir", type=Path, help="local KoBEST <task>/test.jsonl (default: skt/kobest_v1 from the Hub)")
     return p
 
 

@@ -11,7 +11,7 @@ answer is removed (counted in the report's notes).
 import re
 import sys
 
-from preprocess.pipeline import Dropped, RowContext, main
+from preprocess.pipeline import Dropped, RowContext, blank, main
 from preprocess.prompts import alpaca_row, render_dialogue
 from preprocess.sources import GUANACO_KO
 
@@ -23,7 +23,7 @@ def parse_turns(text: str, ctx: RowContext) -> list[tuple[str, str]]:
     lead, *rest = TURN_MARKER.split(text)
     if not rest:
         raise Dropped("no_assistant_turn")
-    if lead.strip():
+    if not blank(lead):
         raise Dropped("broken_alternation")
     turns = [(rest[i], rest[i + 1].strip()) for i in range(0, len(rest), 2)]
     if any(role != ("Human", "Assistant")[i % 2] for i, (role, _) in enumerate(turns)):
@@ -33,7 +33,7 @@ def parse_turns(text: str, ctx: RowContext) -> list[tuple[str, str]]:
         ctx.note("trailing_human_turn_removed")
     if not turns:
         raise Dropped("no_assistant_turn")
-    if any(not message for _, message in turns):
+    if any(blank(message) for _, message in turns):
         raise Dropped("empty_field")
     return turns
 

@@ -8,14 +8,14 @@ otherwise the question is the ``instruction`` and ``input`` is empty.
 """
 import sys
 
-from preprocess.pipeline import Dropped, RowContext, main
+from preprocess.pipeline import Dropped, RowContext, blank, main
 from preprocess.prompts import alpaca_row
 from preprocess.sources import KOALPACA
 
 
 def convert(row: dict, ctx: RowContext) -> dict:
     question, answer = row["instruction"].strip(), row["output"].strip()
-    if not question or not answer:
+    if blank(question) or blank(answer):
         raise Dropped("empty_field")
     return alpaca_row(question, answer, ctx.coin(row["instruction"] + "\x1f" + row["output"]))
 

@@ -1,20 +1,25 @@
 """kyujinpy/OpenOrca-KO -> Alpaca JSONL, unchanged field for field.
 
-Columns: id, instruction, input, output. ``input`` may be empty; rows with an empty
-instruction or output are dropped. No system instruction is added (the card: "변경사항 없음").
+Columns: id, instruction, input, output. ``input`` may be empty, null or missing (an empty
+input, counted in the report's notes); rows with a blank instruction or output are dropped. No system instruction is added (the card: "변경사항 없음").
 
     python -m preprocess.openorca_ko [--input SRC] [--output PATH] [--seed N] [--system-rate P]
 """
 import sys
 
-from preprocess.pipeline import Dropped, RowContext, main
+from preprocess.pipeline import Dropped, RowContext, blank, main
 from preprocess.sources import OPENORCA_KO
 
 
 def convert(row: dict, ctx: RowContext) -> dict:
-    if not row["instruction"].strip() or not row["output"].strip():
+    if blank(row["instruction"]) or blank(row["output"]):
         raise Dropped("empty_field")
-    return {"instruction": row["instruction"], "input": row["input"], "output": row["output"]}
+    given = row.get("input")
+    if given is None:
+        ctx.note("input_null_or_missing")
+    elif not isinstance(given, str):
+        raise Dropped("wrong_type")
+    return {"instruction": row["instruction"], "input": given or "", "output": row["output"]}
 
 
 if __name__ == "__main__":

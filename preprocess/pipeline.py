@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tempfile
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,11 +25,12 @@ from preprocess.sources import REPO_ROOT, Source
 DEFAULT_SEED = 42
 # Every reason a row can be dropped for, in the order reports list them.
 DROP_REASONS = (
-    "bad_json",  # unreadable JSON line (line numbers are kept)
+    "bad_json",  # unreadable JSON line, or text that is not Unicode (a lone surrogate); line numbers kept
     "wrong_type",  # a row that is not an object, or a required field that is not a string
-    "empty_field",  # a required field missing, null or blank (for guanaco: a blank turn)
+    "empty_field",  # a required field missing, null or blank (`blank`; for guanaco: a blank turn)
     "no_assistant_turn",  # guanaco: no assistant answer to target
     "broken_alternation",  # guanaco: turns do not alternate Human/Assistant from a Human turn
+    "kobest_overlap",  # the row contains a KoBEST test text (only in the DECONTAMINATE=1 copy)
 )
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 MAX_LISTED_BAD_LINES = 1000
@@ -36,6 +38,15 @@ MAX_LISTED_BAD_LINES = 1000
 
 class InputError(Exception):
     """Bad input or arguments: reported as one line, never as a traceback."""
+
+
+def blank(text: str) -> bool:
+    """Empty once whitespace and invisible format characters (zero-width space, RTL mark, BOM:
+    Unicode category Cf) are removed."""
+    for c in text:  # stops at the first visible character, so a real answer costs almost nothing
+        if not c.isspace() and unicodedata.category(c) != "Cf":
+            return False
+    return True
 
 
 class Dropped(Exception):
@@ -81,12 +92,30 @@ def _parse_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object or ``Dropped``) for each non-blank line."""
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
+            if lineno == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, nesting too deep
                 yield lineno, Dropped("bad_json")
+
+
+def _check_text_file(path: Path, rows: list[tuple[int, Any]]) -> None:
+    """Say what is really wrong with a file none of whose lines could be read."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head.strip():
+        raise InputError(f"{path}: the file is empty")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+        raise InputError(f"{path}: UTF-16 text, not UTF-8: re-save it as UTF-8 (one JSON object per line)")
+    if rows and all(isinstance(v, Dropped) for _, v in rows):
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not UTF-8 text (byte {e.start}; CP949/EUC-KR?): re-save it as UTF-8, "
+                             "e.g. iconv -f cp949 -t utf-8") from None
 
 
 def read_local(path: Path) -> list[tuple[int, Any]]:
@@ -106,15 +135,19 @@ def read_local(path: Path) -> list[tuple[int, Any]]:
         return list(enumerate(table.to_pylist(), start=1))
     if suffix == ".json":
         try:
-            whole = json.loads(path.read_bytes())
-        except ValueError:
-            return list(_parse_json_lines(path))  # not one JSON document: JSON lines
+            whole = json.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+        except (ValueError, RecursionError):
+            rows = list(_parse_json_lines(path))  # not one JSON document: JSON lines
+            _check_text_file(path, rows)
+            return rows
         if isinstance(whole, list):
             return list(enumerate(whole, start=1))
         if isinstance(whole, dict):
             return [(1, whole)]
         raise InputError(f"{path}: expected a JSON array of objects or JSON lines")
-    return list(_parse_json_lines(path))
+    rows = list(_parse_json_lines(path))
+    _check_text_file(path, rows)
+    return rows
 
 
 def load_hub(source: Source) -> tuple[list[tuple[int, Any]], list[str], str | None]:
@@ -122,7 +155,7 @@ def load_hub(source: Source) -> tuple[list[tuple[int, Any]], list[str], str | No
     try:
         from datasets import load_dataset
 
-        ds = load_dataset(source.hub_id, revision=source.revision, split=source.split)
+        ds = load_dataset(source.hub_id, revision=source.revision, split=source.split, data_files=source.data_files)
     except Exception as e:
         reason = (str(e).strip().splitlines() or [""])[0]
         raise InputError(
@@ -158,13 +191,22 @@ def _convert_one(source: Source, value: Any, convert: Converter, ctx: RowContext
         raise value
     if not isinstance(value, dict):
         raise Dropped("wrong_type")
+    value, changed = dict(value), False
     for col in source.columns:
         v = value.get(col)
         if v is None:
             raise Dropped("empty_field")
         if not isinstance(v, str):
             raise Dropped("wrong_type")
-    return convert(value, ctx)
+        nfc = unicodedata.normalize("NFC", v)  # Hangul as precomposed syllables, as the tokenizer saw it
+        if nfc != v:
+            value[col], changed = nfc, True
+    if changed:
+        ctx.note("nfc_normalized")
+    try:
+        return convert(value, ctx)
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" (valid JSON, not text) met the coin's hash
+        raise Dropped("bad_json") from None
 
 
 class _AtomicFile:
@@ -222,6 +264,29 @@ def stats_path(output: Path) -> Path:
     return output.with_name(output.name.removesuffix(".jsonl") + ".stats.json")
 
 
+PROVENANCE = ("source", "source_row")  # columns every converted row carries; no source dataset has them
+
+
+def _refuse_unsafe_paths(input_path: Path | None, output: Path) -> None:
+    from preprocess.sources import SAMPLE_DIR
+
+    if output.resolve().is_relative_to(SAMPLE_DIR.resolve()):
+        raise InputError(f"{output}: refusing to write into {SAMPLE_DIR} (the bundled samples); "
+                         "choose another --output / DATA_DIR")
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; --output names the JSONL file to write")
+    if input_path is not None and input_path.resolve() in (output.resolve(), stats_path(output).resolve()):
+        raise InputError(f"{input_path}: the input is also the output; choose another --output")
+
+
+def _sweep_stale_temps(output: Path) -> None:
+    """Temporary files an interrupted run left beside ``output`` (called under the output's lock,
+    so no live writer owns them)."""
+    for name in (output.name, stats_path(output).name):
+        for tmp in output.parent.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def build(
     source: Source,
     convert: Converter,
@@ -230,19 +295,25 @@ def build(
     seed: int = DEFAULT_SEED,
     system_rate: float | None = DEFAULT_SYSTEM_RATE,
     progress: bool = True,
+    reject: Callable[[dict], bool] | None = None,
 ) -> dict:
     """Convert one source to Alpaca JSONL plus a ``.stats.json`` report; returns the report.
 
     ``system_rate`` is ignored (reported as null) for a source that adds no system instruction.
+    A converted row for which ``reject`` is true is dropped as ``kobest_overlap``.
     """
     if not source.adds_system_instruction:
         system_rate = None
     if system_rate is not None and not 0.0 <= system_rate <= 1.0:
         raise InputError(f"--system-rate must be between 0 and 1, got {system_rate}")
     output = Path(output) if output else source.output_path()
+    _refuse_unsafe_paths(Path(input_path) if input_path else None, output)
     if input_path:
         rows = read_local(Path(input_path))
         columns = {k for _, v in rows if isinstance(v, dict) for k in v}
+        if set(PROVENANCE) <= columns and not set(PROVENANCE) & set(source.columns):
+            raise InputError(f"{input_path}: looks like converted output (it has the {' and '.join(PROVENANCE)} "
+                             f"columns that {source.name} writes); give the original {source.hub_id} rows")
         check_columns(source, columns, input_path)
         origin, revision = _display_path(Path(input_path)), None
     else:
@@ -250,11 +321,24 @@ def build(
         check_columns(source, set(column_list), f"{source.hub_id}@{source.revision}")
         origin = f"hf://datasets/{source.hub_id}@{source.revision}/{source.split}"
 
+    from filelock import FileLock
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(output.with_name(f".{output.name}.lock"))):  # one writer per output: JSONL and report agree
+        _sweep_stale_temps(output)
+        return _write(source, convert, rows, output, origin, revision, seed, system_rate, progress, reject)
+
+
+def _write(source: Source, convert: Converter, rows: list, output: Path, origin: str, revision: str | None,
+           seed: int, system_rate: float | None, progress: bool, reject: Callable[[dict], bool] | None = None) -> dict:
     ctx = RowContext(source.name, seed, system_rate or 0.0)
     dropped = Counter({r: 0 for r in DROP_REASONS})
     bad_lines: list[int] = []
     written = with_system = 0
-    out, report = _AtomicFile(output), _AtomicFile(stats_path(output))
+    digest = hashlib.sha256()
+    seen: set[bytes] = set()
+    duplicates = 0
+    out, report = _AtomicFile(output, binary=True), _AtomicFile(stats_path(output))
     try:
         from tqdm import tqdm
 
@@ -262,13 +346,26 @@ def build(
                                   mininterval=0.5):
             try:
                 row = _convert_one(source, value, convert, ctx)
+                if reject is not None and reject(row):
+                    raise Dropped("kobest_overlap")
             except Dropped as d:
                 dropped[d.reason] += 1
                 if d.reason == "bad_json":
                     bad_lines.append(rownum)
                 continue
-            row.update(source=source.name, source_row=rownum)  # provenance; Axolotl ignores extra keys
-            out.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            try:
+                body = json.dumps(row, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate such as "\ud800": valid JSON, not text
+                dropped["bad_json"] += 1
+                bad_lines.append(rownum)
+                continue
+            key = hashlib.sha1(body).digest()
+            duplicates += key in seen
+            seen.add(key)
+            # provenance, appended to the row's own JSON; Axolotl ignores extra keys
+            line = body[:-1] + f', "source": "{source.name}", "source_row": {rownum}}}\n'.encode("utf-8")
+            out.file.write(line)
+            digest.update(line)
             written += 1
             with_system += row["instruction"] == SYSTEM_INSTRUCTION
         if written == 0:
@@ -286,9 +383,13 @@ def build(
             "bad_json_lines": bad_lines[:MAX_LISTED_BAD_LINES],
             "system_instruction_rows": with_system,
             "system_instruction_share": round(with_system / written, 6),
+            "duplicates_in_source": duplicates,
             "notes": dict(sorted(ctx.notes.items())),
             "output": output.name,
+            "output_sha256": digest.hexdigest(),
         }
+        if origin.startswith("hf://"):
+            stats.update(_hub_checks(source, rows))
         report.file.write(json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
         out.commit()
         report.commit()
@@ -297,6 +398,24 @@ def build(
         out.discard()
         report.discard()
         raise
+
+
+def _hub_checks(source: Source, rows: list) -> dict:
+    """What only the real Hub rows can settle: the row count against the pinned split's, and the
+    most common values of a column whose meaning is in doubt. Printed, and kept in the report."""
+    found, expected = len(rows), source.expected_rows
+    checks = {"expected_rows": expected}
+    if abs(found - expected) > 0.01 * expected:
+        checks["row_count_warning"] = (f"read {found:,} rows from {source.hub_id}, but its pinned split has "
+                                       f"{expected:,}: check the revision and data files in preprocess/sources.py")
+        print(f"WARNING: {source.name}: {checks['row_count_warning']}", file=sys.stderr)
+    if source.common_values_of:
+        counts = Counter(v.get(source.common_values_of) for _, v in rows if isinstance(v, dict))
+        checks[f"common_{source.common_values_of}_values"] = [[value, n] for value, n in counts.most_common(20)]
+        print(f"{source.name}: the 20 most common `{source.common_values_of}` values (count, value):", file=sys.stderr)
+        for value, n in counts.most_common(20):
+            print(f"  {n:>7,}  {str(value)[:100]!r}", file=sys.stderr)
+    return checks
 
 
 def _drop_summary(dropped: Counter) -> str:
@@ -344,6 +463,9 @@ def run(argv: list[str] | None, jobs: Callable[[argparse.Namespace], list[dict]]
             print(summary_line(stats))
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only folder, a full disk
+        print(f"error: cannot write {e.filename or 'the output'}: {e.strerror or e}; nothing was changed", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: no output was changed", file=sys.stderr)

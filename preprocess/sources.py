@@ -22,6 +22,8 @@ class Source:
     rule: str  # the conversion, in a few words (model cards and reports)
     licence: str | None  # as declared on the dataset card; None where it declares none
     expected_rows: int  # rows of the pinned split, from the dataset viewer (shared/research/datasets.md)
+    data_files: str | None = None  # the one file to read where the revision holds stale copies
+    common_values_of: str | None = None  # a column whose most common values a Hub load prints
 
     @property
     def sample_path(self) -> Path:
@@ -49,11 +51,17 @@ OPENORCA_KO = Source(
     hub_id="kyujinpy/OpenOrca-KO",
     revision="7d2a8fda10e977fe4c137920b4a75aeeedfdda90",
     split="train",
-    columns=("instruction", "input", "output"),
+    columns=("instruction", "output"),  # `input` may be null or missing: an empty input
     adds_system_instruction=False,
     rule="unchanged",
     licence="mit",
     expected_rows=21_632,
+    # The pinned revision holds two uploads of the train file (c29a0cbb… 22.7 MB and the later
+    # f62d5fce… 22.8 MB); without data_files `datasets` reads both, about twice the rows. The later
+    # one is read; the row-count check says so loudly if that was the wrong choice.
+    data_files="data/train-00000-of-00001-f62d5fce49611e85.parquet",
+    # Whether `input` carries the original OpenOrca system prompt is settled by the first Hub load.
+    common_values_of="input",
 )
 GUANACO_KO = Source(
     name="guanaco_ko",

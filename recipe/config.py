@@ -37,21 +37,38 @@ def report(action) -> int:
     return 0
 
 
-def load(path: Path) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML where a key given twice in one mapping is an error (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (only the last would count)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
     """The complete config of ``path``, with its ``extends`` chain applied."""
     path = Path(path)
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: `extends` loops back to a config already in the chain "
+                          f"({' -> '.join(str(p) for p in _chain + (path.resolve(),))})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of Axolotl options")
     parent = raw.pop(EXTENDS, None)
     if parent is None:
         return raw
-    return {**load(path.parent / parent), **raw}
+    return {**load(path.parent / parent, _chain + (path.resolve(),)), **raw}
 
 
 def _field_names(model) -> set[str]:
@@ -63,18 +80,82 @@ def _field_names(model) -> set[str]:
     return names - {None}
 
 
+def _nested_model(annotation):
+    """The pydantic model a field holds (directly or as ``Model | None``), if any."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    for t in (annotation, *get_args(annotation)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
+def _unknown_in(value: dict, model, where: str) -> list[str]:
+    names, found = _field_names(model), []
+    for key, v in value.items():
+        if key not in names:
+            found.append(f"{where}{key}")
+            continue
+        field = next((f for n, f in model.model_fields.items() if key in (n, f.alias)), None)
+        inner = _nested_model(field.annotation) if field is not None else None
+        if inner is not None and isinstance(v, dict):
+            found += _unknown_in(v, inner, f"{where}{key}.")
+    return found
+
+
 def unknown_keys(cfg: dict) -> list[str]:
-    """Keys Axolotl would silently drop (pydantic ``extra=ignore``), e.g. a typo like ``lora_rr``."""
+    """Keys Axolotl would silently drop (pydantic ``extra=ignore``), e.g. a typo like ``lora_rr``,
+    at the top level and inside its option groups (``special_tokens.pad_tokn``)."""
     from axolotl.utils.schemas.config import AxolotlInputConfig
     from axolotl.utils.schemas.datasets import SFTDataset, UserDefinedPrompterType
 
-    top, ds, user = (_field_names(m) for m in (AxolotlInputConfig, SFTDataset, UserDefinedPrompterType))
-    found = [k for k in cfg if k not in top]
+    if cfg.get("plugins"):  # a plugin's own options (liger_*, ...) join the schema once it is registered
+        from axolotl.integrations.config import merge_input_args
+        from axolotl.utils.config import prepare_plugins
+        from axolotl.utils.dict import DictDefault
+
+        from axolotl.integrations.base import PluginManager
+
+        prepare_plugins(DictDefault(cfg))  # logs, and skips, a plugin it cannot import
+        missing = [name for name in cfg["plugins"] if name not in PluginManager.get_instance().plugins]
+        if missing:
+            raise ConfigError(f"plugins: cannot load {', '.join(missing)} (check the module path)")
+        AxolotlInputConfig = merge_input_args()[1]
+    found = _unknown_in({k: v for k, v in cfg.items() if k != "datasets"}, AxolotlInputConfig, "")
     for i, d in enumerate(cfg.get("datasets") or []):
-        found += [f"datasets[{i}].{k}" for k in d if k not in ds]
+        found += _unknown_in({k: v for k, v in d.items() if k != "type"}, SFTDataset, f"datasets[{i}].")
         if isinstance(d.get("type"), dict):
-            found += [f"datasets[{i}].type.{k}" for k in d["type"] if k not in user]
+            found += _unknown_in(d["type"], UserDefinedPrompterType, f"datasets[{i}].type.")
     return found
+
+
+def unknown_dataset_types(cfg: dict) -> list[str]:
+    """Dataset ``type:`` strings Axolotl cannot resolve: its built-in handlers, a module of its
+    prompt strategies, or an importable module of your own. Axolotl itself finds out only while
+    tokenizing, after a GPU job has started."""
+    from axolotl.utils.data.wrappers import DATASET_HANDLERS
+
+    bad = []
+    for i, d in enumerate(cfg.get("datasets") or []):
+        t = d.get("type")
+        if not isinstance(t, str):
+            continue
+        base = t.split(":")[0]
+        parts = base.split(".")
+        module = ".".join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("load") else base
+        if base in DATASET_HANDLERS or base == "messages" or base.startswith(("bradley_terry", "stepwise_supervised")):
+            continue
+        for candidate in (f"axolotl.prompt_strategies.{module}", module):
+            try:
+                if importlib.util.find_spec(candidate) is not None:
+                    break
+            except (ImportError, ValueError):
+                pass
+        else:
+            bad.append(f"datasets[{i}].type: {t!r}")
+    return bad
 
 
 # ---- what runs on the GPU
@@ -85,17 +166,28 @@ LORA_KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_emb
 GPUS = {"a100": "sm_80", "h100": "sm_90"}
 
 
+def _imports(module: str) -> bool:
+    """Whether ``module`` imports here (a flash_attn built for another torch is installed but fails)."""
+    if importlib.util.find_spec(module) is None:
+        return False
+    try:
+        importlib.import_module(module)
+    except Exception:  # ImportError, or OSError for an undefined symbol in its CUDA extension
+        return False
+    return True
+
+
 def usable_attention(cfg: dict) -> tuple[dict, str | None]:
     """The card's flash attention where the flash_attn package imports; otherwise torch's sdpa,
     which needs no extra package (Axolotl packs rows through torch's varlen attention with it).
     Without this, Axolotl rejects flash_attention_2 on a CUDA box that lacks flash-attn and the Hub."""
     wants_flash = cfg.get("attn_implementation") == FLASH or (
         cfg.get("flash_attention") and not cfg.get("attn_implementation"))
-    if not wants_flash or importlib.util.find_spec("flash_attn") is not None:
+    if not wants_flash or _imports("flash_attn"):
         return cfg, None
     cfg = {k: v for k, v in cfg.items() if k != "flash_attention"}
     return {**cfg, "attn_implementation": "sdpa"}, (
-        "attention: sdpa instead of flash_attention_2 (the flash_attn package is not installed; "
+        "attention: sdpa instead of flash_attention_2 (the flash_attn package does not import here; "
         "`make flash-attn` installs it). The result is the same; only speed differs")
 
 
@@ -171,6 +263,10 @@ def check(path: Path, quiet: bool = False) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown Axolotl option(s): {', '.join(unknown)} "
                           "(Axolotl would ignore them silently; check the spelling)")
+    types = unknown_dataset_types(cfg)
+    if types:
+        raise ConfigError(f"{path}: unknown dataset type(s): {', '.join(types)} (Axolotl knows e.g. alpaca, "
+                          "chat_template, completion; see its dataset formats docs)")
     from pydantic import ValidationError
 
     from axolotl.utils.config import validate_config

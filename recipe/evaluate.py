@@ -65,6 +65,8 @@ def run(model: str, adapter: str | None = None, data_dir: Path | None = None, li
     for name in filter(None, (model, adapter)):
         if missing_local(name):
             raise EvalError(f"{name}: folder not found")
+    if adapter and Path(adapter).is_dir() and not (Path(adapter) / "adapter_config.json").is_file():
+        raise EvalError(f"{adapter}: no adapter_config.json, so not a LoRA adapter folder (did training finish?)")
     specs = task_specs(data_dir)
     import lm_eval
     import torch
@@ -79,6 +81,8 @@ def run(model: str, adapter: str | None = None, data_dir: Path | None = None, li
     except ConnectionError as e:  # what `datasets` raises for an unreachable Hub
         raise EvalError(f"{e}. Without Hub access, pass local KoBEST files with --data-dir "
                         f"(make eval KOBEST_DATA=DIR); data/kobest-sample/ shows the layout.") from None
+    except OSError as e:  # transformers: an unknown Hub id, or one not in the cache when offline
+        raise EvalError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
 
 
 def markdown_table(results: dict, label: str) -> str:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from preprocess.pipeline import sha256_file, stats_path, write_atomic
 from preprocess.prompts import SYSTEM_INSTRUCTION
-from recipe import contamination, estimate
+from preprocess import contamination
+from recipe import estimate
 from recipe.config import ConfigError, check, missing_data
 from recipe.tokens import row_lengths
 
@@ -182,11 +183,13 @@ def run(config: Path, tokenizer: str | None = None, kobest_dir: Path | None = No
     except (OSError, ConnectionError) as e:
         raise PreflightError(f"cannot read KoBEST ({e}); pass local files with --kobest-dir DIR "
                              "(make preflight KOBEST_DATA=DIR; data/kobest-sample/ shows the layout)") from None
+    except ValueError as e:  # a local task file missing, empty or without its text columns
+        raise PreflightError(f"{e}; data/kobest-sample/ shows the layout") from None
     index = contamination.NgramIndex(docs, n=ngram)
     flagged = []
     for name, (_, rows, _) in sources.items():
         for i, r in enumerate(rows, start=1):
-            hit = index.match(" ".join((r["instruction"], r.get("input", ""), r["output"])))
+            hit = index.row_match(r)
             if hit:
                 flagged.append({"source": name, "row": i, "source_row": r.get("source_row"), "task": hit[1][0],
                                 "kobest_doc": hit[1][1], "ngram": " ".join(hit[0])})

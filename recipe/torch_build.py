@@ -62,6 +62,17 @@ def pip_attempts(build: str, version: str, platform: str = sys.platform) -> list
     return [[exact]] + attempts if build == "cpu" else attempts
 
 
+def installed_build(python: str) -> str | None:
+    """The build of the torch in ``python``'s environment (cpu, cu128, ...), or None without one."""
+    probe = "import torch; v = torch.version.cuda; print('cpu' if v is None else 'cu' + v.replace('.', ''))"
+    try:
+        done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = done.stdout.strip()
+    return found if done.returncode == 0 and found else None
+
+
 def install(python: str, forced: str | None, requirements: Path = Path("requirements.txt")) -> int:
     pins = re.findall(r"^torch==(\S+)", requirements.read_text(encoding="utf-8"), re.M)
     if not pins:
@@ -76,6 +87,10 @@ def install(python: str, forced: str | None, requirements: Path = Path("requirem
     why = f"TORCH_CUDA={forced}" if forced else (f"NVIDIA driver {found}" if found else "no NVIDIA driver")
     print(f"torch {pins[0]}: the {build} build ({why}; TORCH_CUDA=cpu|cu126|cu128|cu130 chooses another)")
     attempts = pip_attempts(build, pins[0])
+    present = installed_build(python)
+    if present and present != build:  # pip would keep it: `torch==2.13.0` is met by 2.13.0+cpu too
+        print(f"replacing the {present} build of torch in {python}")
+        subprocess.run([python, "-m", "pip", "uninstall", "--quiet", "--yes", "torch"], check=False)
     for i, args in enumerate(attempts):
         last = i == len(attempts) - 1
         done = subprocess.run([python, "-m", "pip", "install", "--quiet", *args],

@@ -1,5 +1,7 @@
 """The Axolotl configs: the card's values, ablation diffs, and the checks `make check` runs."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ ABLATIONS = {  # ablation -> the keys it may change
     "openorca-only": {"datasets", "output_dir"},
     "no-guanaco": {"datasets", "output_dir"},
     "no-system": {"datasets", "output_dir"},
+    "decontaminated": {"datasets", "output_dir"},
     "fast-packing": {"sample_packing", "pad_to_sequence_len", "output_dir"},
     "qlora-24gb": {"adapter", "load_in_4bit", "micro_batch_size", "gradient_accumulation_steps", "output_dir"},
 }
@@ -73,6 +76,8 @@ def test_ablation_datasets():
     assert load(Path("axolotl_configs/ablations/no-guanaco.yml"))["datasets"] == [by_name["koalpaca"], by_name["openorca_ko"]]
     nosys = load(Path("axolotl_configs/ablations/no-system.yml"))["datasets"]
     assert nosys == [{**d, "path": d["path"].replace("data/processed/", "data/processed-nosys/")} for d in recipe]
+    clean = load(Path("axolotl_configs/ablations/decontaminated.yml"))["datasets"]
+    assert clean == [{**d, "path": d["path"].replace("data/processed/", "data/processed-decontaminated/")} for d in recipe]
 
 
 def test_qlora_keeps_the_effective_batch():
@@ -133,20 +138,21 @@ def test_flash_attention_falls_back_to_sdpa_without_flash_attn(capsys):
     assert importlib.util.find_spec("flash_attn") is None  # the premise: this venv has no flash-attn
     cfg = check(RECIPE)
     assert cfg["attn_implementation"] == "sdpa" and load(RECIPE)["attn_implementation"] == "flash_attention_2"
-    err = capsys.readouterr().err.splitlines()
-    assert err == [f"{RECIPE}: attention: sdpa instead of flash_attention_2 (the flash_attn package is not installed; "
+    err = [line for line in capsys.readouterr().err.splitlines() if "attention:" in line]
+    assert err == [f"{RECIPE}: attention: sdpa instead of flash_attention_2 (the flash_attn package does not import here; "
                    "`make flash-attn` installs it). The result is the same; only speed differs"]
 
 
 def test_flash_attention_is_kept_where_flash_attn_imports(tmp_path, monkeypatch):
     (tmp_path / "flash_attn").mkdir()
-    (tmp_path / "flash_attn" / "__init__.py").write_text("")
+    (tmp_path / "flash_attn" / "__init__.py").write_text("")  # an importable stand-in
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg, note = usable_attention(load(RECIPE))
     assert cfg["attn_implementation"] == "flash_attention_2" and note is None
     legacy, note = usable_attention({"flash_attention": True})
     assert legacy == {"flash_attention": True} and note is None
     monkeypatch.undo()
+    sys.modules.pop("flash_attn", None)  # the stand-in was imported; forget it
     legacy, note = usable_attention({"flash_attention": True})
     assert legacy == {"attn_implementation": "sdpa"} and note
 
@@ -210,3 +216,56 @@ def test_gpu_settings_under_zero3_on_four_gpus(tmp_path):
     assert "DeepSpeed ZeRO-3: axolotl_configs/deepspeed/zero3.json" in lines
     with pytest.raises(ConfigError, match="GPU must be one of a100, h100"):
         gpu_settings(cfg, "v100")
+
+
+# ---- mistakes below the top level
+
+@pytest.mark.parametrize("keys, needle", [
+    ({"special_tokens": {"pad_tokn": "<|end_of_text|>"}}, "unknown Axolotl option(s): special_tokens.pad_tokn"),
+    ({"datasets": [{"path": "x.jsonl", "ds_type": "json", "type": "alpacca"}]},
+     "unknown dataset type(s): datasets[0].type: 'alpacca'"),
+    ({"datasets": [{"path": "x.jsonl", "ds_type": "json", "type": "no_such_pkg.load_x"}]}, "'no_such_pkg.load_x'"),
+])
+def test_nested_typos_and_unknown_dataset_types_are_caught(tmp_path, keys, needle):
+    with pytest.raises(ConfigError) as e:
+        check(overlay(tmp_path, **keys))
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("dataset_type", ["alpaca", "alpaca:chat", "chat_template", "completion", "alpaca_chat.load_qa",
+                                          {"field_instruction": "instruction", "format": "{instruction}"}])
+def test_known_dataset_types_pass(tmp_path, dataset_type):
+    check(overlay(tmp_path, datasets=[{"path": "x.jsonl", "ds_type": "json", "type": dataset_type}]), quiet=True)
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    path = tmp_path / "twice.yml"
+    path.write_text(f"extends: {REPO / RECIPE}\nlora_r: 8\nlora_r: 64\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"the key 'lora_r' is given twice \(only the last would count\)"):
+        load(path)
+    nested = tmp_path / "nested.yml"
+    nested.write_text("special_tokens:\n  pad_token: a\n  pad_token: b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'pad_token' is given twice"):
+        load(nested)
+
+
+def test_an_extends_cycle_is_an_error_not_a_recursion(tmp_path):
+    (tmp_path / "a.yml").write_text("extends: b.yml\nlora_r: 8\n", encoding="utf-8")
+    (tmp_path / "b.yml").write_text("extends: a.yml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="`extends` loops back"):
+        load(tmp_path / "a.yml")
+    done = subprocess.run([sys.executable, "-m", "recipe.config", "check", str(tmp_path / "a.yml")], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "`extends` loops back" in done.stderr
+
+
+def test_plugin_options_are_known_once_the_plugin_is(tmp_path):
+    from recipe.gpu_check import LIGER
+
+    cfg = check(overlay(tmp_path, sample_packing=True, pad_to_sequence_len=True, **LIGER), quiet=True)
+    assert cfg["liger_fused_linear_cross_entropy"] is True
+    assert "attention: sdpa" in gpu_settings(cfg, "h100")
+    with pytest.raises(ConfigError, match="unknown Axolotl option"):
+        check(overlay(tmp_path, liger_rope=True))  # without the plugin, Axolotl would drop it silently
+    with pytest.raises(ConfigError, match="plugins: cannot load"):
+        check(overlay(tmp_path, plugins=["axolotl.integrations.no_such.Plugin"]))

@@ -1,6 +1,7 @@
 """`make chat` prompts (golden, shared with preprocessing and Axolotl) and `make eval` through the
 real lm-evaluation-harness on the tiny demo model and our KoBEST-shaped sample files."""
 import hashlib
+import os
 import json
 import subprocess
 import sys
@@ -148,3 +149,29 @@ def test_missing_local_kobest_data_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "recipe.evaluate", "--model", "x", "--data-dir", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "KoBEST data not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_make_chat_passes_the_question_as_text(tmp_path):
+    """Quotes, backticks and $(...) in Q reach Python unchanged and run nothing."""
+    show = tmp_path / "show-args"
+    show.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+    show.chmod(0o755)
+    question = 'say "hi" `touch %s/a` $(touch %s/b) $HOME \'x\'' % (tmp_path, tmp_path)
+    done = subprocess.run(["make", "--no-print-directory", "chat", f"PY={show}", "MODEL=m", f"Q={question}"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    args = done.stdout.splitlines()
+    assert args[args.index("--question") + 1] == question
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_eval_of_an_empty_adapter_folder_or_unknown_model_is_one_line(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for args, needle in (([ "--model", "no-such-org/no-such-model"], "cannot load no-such-org/no-such-model"),
+                         (["--model", "no-such-org/m", "--adapter", str(tmp_path / "adapter")], "no adapter_config.json")):
+        done = subprocess.run([sys.executable, "-m", "recipe.evaluate", *args, "--data-dir", "data/kobest-sample",
+                               "--out", str(tmp_path / "eval"), "--limit", "1"], cwd=REPO, capture_output=True,
+                              text=True, env=env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert done.stderr.strip().splitlines()[-1].startswith("error: ") and needle in done.stderr

@@ -117,7 +117,8 @@ def test_make_gpu_check_tiny_runs_train_and_merge_end_to_end(tmp_path):
     assert rows["card"][2:4] == ["2 x 512", "ok"] and rows["packing"][3] == "ok"
     assert float(rows["card"][4].replace(",", "")) > 0 and float(rows["packing"][4].replace(",", "")) > 0
     assert rows["liger"][3] == rows["qlora"][3] == "skipped: needs cuda"  # both packages are in the venv
-    assert "Merge: `make merge` ok; merged/ vs base + adapter" in done.stdout
+    merge = next(line for line in done.stdout.splitlines() if line.startswith("Merge: "))
+    assert merge.startswith("Merge: `make merge` ok; largest logit difference merged/ vs base + adapter") and merge.endswith("(ok)")
     assert (tmp_path / "runs" / "card" / "merged" / "merged_from.json").is_file()
     assert (tmp_path / "table.md").read_text(encoding="utf-8") in done.stdout
     assert (benchmarks.read_bytes() if benchmarks.exists() else None) == before  # TINY never writes the GPU table
@@ -150,3 +151,16 @@ def test_wheelhouse_keeps_only_the_boxes_cuda_libraries(tmp_path):
     ours = {line.split("==")[0].lower(): line.lower() for line in (REPO / "requirements.txt").read_text().split()
             if "==" in line}
     assert [p for p in listed if ours.get(p.split("==")[0].lower(), p.lower()) != p.lower()] == []
+
+
+def test_install_replaces_a_torch_of_another_build(tmp_path):
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho 580.159.04\n")
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    fake_python = tmp_path / "python"  # a venv python that holds the CPU build: answers the probe, logs pip calls
+    fake_python.write_text(f"#!/bin/sh\nif [ \"$1\" = -c ]; then echo cpu; else echo \"$@\" >> {tmp_path}/calls; fi\n")
+    fake_python.chmod(0o755)
+    done = subprocess.run([sys.executable, "-m", "recipe.torch_build", "install", str(fake_python)], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert done.returncode == 0 and "replacing the cpu build of torch" in done.stdout
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "-m pip uninstall --quiet --yes torch", "-m pip install --quiet torch==2.13.0"]

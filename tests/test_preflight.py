@@ -39,7 +39,11 @@ def fixture(tmp_path_factory):
     kobest = root / "kobest"
     for task in ("boolq", "copa", "hellaswag", "sentineg", "wic"):
         (kobest / task).mkdir(parents=True)
-        (kobest / task / "test.jsonl").write_text("", encoding="utf-8")
+    # texts no training row contains, for the tasks this fixture does not plant overlap in
+    write_jsonl(kobest / "copa" / "test.jsonl", [{"premise": "갑 을", "alternative_1": "병", "alternative_2": "정 무"}])
+    write_jsonl(kobest / "hellaswag" / "test.jsonl", [{"context": "기 경", "ending_1": "신", "ending_2": "임",
+                                                       "ending_3": "계", "ending_4": "자 축"}])
+    write_jsonl(kobest / "wic" / "test.jsonl", [{"context_1": "인 묘", "context_2": "진 사"}])
     write_jsonl(kobest / "boolq" / "test.jsonl", [{"paragraph": "일 이 삼 사 오 육 칠 팔 구", "question": "짧은 질문", "label": 1}])
     write_jsonl(kobest / "sentineg" / "test.jsonl", [{"sentence": "정말 좋은 영화 였다.", "label": 1}])
 
@@ -84,7 +88,7 @@ def test_per_source_numbers(fixture):
 def test_kobest_overlap(fixture):
     root, report = fixture
     flagged = read_jsonl(root / "report" / "contamination.jsonl")
-    assert report["kobest_texts"] == 3 and report["contaminated_rows"] == 2
+    assert report["kobest_texts"] == 13 and report["contaminated_rows"] == 2
     assert [(f["source"], f["row"], f["task"], f["kobest_doc"], f["ngram"]) for f in flagged] == [
         ("b", 3, "boolq", 0, "일 이 삼 사 오 육 칠 팔"), ("b", 5, "sentineg", 0, "정말 좋은 영화 였다")]
 
@@ -136,7 +140,7 @@ def test_data_card_and_plot(fixture):
     root, _ = fixture
     card = (root / "report" / "data_card.md").read_text(encoding="utf-8")
     assert "| a | 3 | bad_json 2 | 25 / 71 / 71 / 71 | 1 | 8.0% | 0.0% | 1 | 0 |" in card
-    assert "2 training rows share a word n-gram with 3 KoBEST test texts" in card
+    assert "2 training rows share a word n-gram with 13 KoBEST test texts" in card
     assert (root / "report" / "lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -190,3 +194,21 @@ def test_estimate_names_the_cards_and_the_micro_batch_of_the_peak():
     qlora = {**card, "adapter": "qlora", "load_in_4bit": True, "micro_batch_size": 1}
     fits = {(e["gpu"], e["packing"]): (e["fits"], e["peak_at"], e["weights"]) for e in estimate.estimate(lengths, arch, qlora)}
     assert fits[("RTX-4090-24GB", True)] == (True, "1 x 4096", "4-bit")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda d: (d / "copa" / "test.jsonl").unlink(), "copa/test.jsonl: KoBEST copa test file not found"),
+    (lambda d: (d / "wic" / "test.jsonl").write_text("\n"), "wic/test.jsonl: no rows"),
+    (lambda d: (d / "boolq" / "test.jsonl").write_text('{"paragraph": "p", "quesiton": "q"}\n'),
+     "KoBEST boolq test row 1 has no text column question"),
+])
+def test_a_kobest_file_that_is_missing_empty_or_wrong_is_an_error(tmp_path, damage, needle):
+    import shutil
+
+    from preprocess import contamination
+
+    shutil.copytree(REPO / "data" / "kobest-sample", tmp_path / "kobest")
+    assert len(contamination.load_kobest(tmp_path / "kobest")) > 0
+    damage(tmp_path / "kobest")
+    with pytest.raises(ValueError, match=needle):
+        contamination.load_kobest(tmp_path / "kobest")

@@ -110,9 +110,18 @@ def test_missing_required_column_is_one_clear_error(tmp_path):
 
 
 def test_missing_column_in_parquet(tmp_path):
-    pq.write_table(pa.Table.from_pylist([{"id": "x", "instruction": "q", "output": "a"}]), tmp_path / "o.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": "x", "instruction": "q", "input": "i"}]), tmp_path / "o.parquet")
     assert_clean_error(cli(".openorca_ko", "--input", tmp_path / "o.parquet", "--output", tmp_path / "o.jsonl"),
-                       "'input'")
+                       "'output'")
+
+
+def test_openorca_null_or_missing_input_is_an_empty_input(tmp_path):
+    rows = [{"id": "a", "instruction": "q1", "input": None, "output": "a1"}, {"id": "b", "instruction": "q2", "output": "a2"},
+            {"id": "c", "instruction": "q3", "input": "맥락", "output": "a3"}, {"id": "d", "instruction": "q4", "input": 7, "output": "a4"}]
+    stats = build(SOURCES["openorca_ko"], converter("openorca_ko"), str(write_jsonl(tmp_path / "in.jsonl", rows)),
+                  tmp_path / "o.jsonl", progress=False)
+    assert [r["input"] for r in read_jsonl(tmp_path / "o.jsonl")] == ["", "", "맥락"]
+    assert stats["notes"] == {"input_null_or_missing": 2} and stats["dropped"]["wrong_type"] == 1
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -154,7 +163,8 @@ def test_failure_mid_write_keeps_the_previous_output(tmp_path):
     with pytest.raises(RuntimeError):
         build(KOALPACA, failing, str(KOALPACA.sample_path), out, system_rate=0.0, progress=False)
     assert (out.read_bytes(), (tmp_path / "koalpaca.stats.json").read_bytes()) == before
-    assert sorted(os.listdir(tmp_path)) == ["koalpaca.jsonl", "koalpaca.stats.json"]  # no temp files left
+    # no temp files left; the lock file stays (filelock keeps it so that waiting writers share one inode)
+    assert sorted(os.listdir(tmp_path)) == [".koalpaca.jsonl.lock", "koalpaca.jsonl", "koalpaca.stats.json"]
 
 
 def test_input_error_is_raised_before_any_file_is_created(tmp_path):
@@ -174,3 +184,38 @@ def test_system_instruction_is_defined_in_one_module_only():
 def test_converter_modules_match_the_source_list():
     for name in SOURCES:
         assert callable(converter(name))
+
+
+# ---- decontamination (make data DECONTAMINATE=1)
+
+def test_short_kobest_texts_are_matched_whole():
+    from preprocess.contamination import NgramIndex
+
+    index = NgramIndex([("copa", 0, "비가 왔다."), ("sentineg", 1, "정말 좋은 영화 였다 최고")])
+    assert index.match("어제는 비가 왔다 그래서") == (("비가", "왔다"), ("copa", 0))
+    assert index.match("비가 많이 왔다") is None  # whole and contiguous only
+    assert index.row_match({"instruction": "정말 좋은", "input": None, "output": "영화 였다 최고"})[1] == ("sentineg", 1)
+
+
+def test_make_data_decontaminate_writes_a_filtered_copy(tmp_path):
+    import shutil
+
+    kobest = tmp_path / "kobest"
+    shutil.copytree(REPO / "data" / "kobest-sample", kobest)
+    planted = read_jsonl(REPO / "data" / "sample" / "openorca_ko.jsonl")[0]["output"]
+    copa = read_jsonl(kobest / "copa" / "test.jsonl")
+    copa[0]["alternative_1"] = " ".join(planted.split()[:3])  # a 3-word KoBEST text inside a training answer
+    write_jsonl(kobest / "copa" / "test.jsonl", copa)
+    out = tmp_path / "processed"
+    r = cli("", "--sample", "--output-dir", out, "--decontaminate", "--kobest-dir", kobest)
+    assert r.returncode == 0, r.stderr
+    clean = tmp_path / "processed-decontaminated"
+    for name in SOURCES:
+        full, kept = read_jsonl(out / f"{name}.jsonl"), read_jsonl(clean / f"{name}.jsonl")
+        stats = json.loads((clean / f"{name}.stats.json").read_text(encoding="utf-8"))
+        assert len(full) - len(kept) == stats["dropped"]["kobest_overlap"]
+        assert all(row in full for row in kept)
+    assert json.loads((clean / "openorca_ko.stats.json").read_text())["dropped"]["kobest_overlap"] >= 1
+    bad = cli("", "--sample", "--output-dir", tmp_path / "x", "--decontaminate", "--kobest-dir", tmp_path / "nope")
+    assert bad.returncode == 2 and "test file not found" in bad.stderr
+    assert bad.stderr.startswith("error: cannot read KoBEST for --decontaminate") and not (tmp_path / "x").exists()
