@@ -112,18 +112,19 @@ def unknown_keys(cfg: dict) -> list[str]:
     from axolotl.utils.schemas.datasets import SFTDataset, UserDefinedPrompterType
 
     if cfg.get("plugins"):  # a plugin's own options (liger_*, ...) join the schema once it is registered
+        from axolotl.integrations.base import PluginManager
         from axolotl.integrations.config import merge_input_args
         from axolotl.utils.config import prepare_plugins
         from axolotl.utils.dict import DictDefault
-
-        from axolotl.integrations.base import PluginManager
 
         prepare_plugins(DictDefault(cfg))  # logs, and skips, a plugin it cannot import
         missing = [name for name in cfg["plugins"] if name not in PluginManager.get_instance().plugins]
         if missing:
             raise ConfigError(f"plugins: cannot load {', '.join(missing)} (check the module path)")
-        AxolotlInputConfig = merge_input_args()[1]
-    found = _unknown_in({k: v for k, v in cfg.items() if k != "datasets"}, AxolotlInputConfig, "")
+        schema = merge_input_args()[1]
+    else:  # not the merged schema: the plugin registry is process-wide and may hold an earlier config's plugins
+        schema = AxolotlInputConfig
+    found = _unknown_in({k: v for k, v in cfg.items() if k != "datasets"}, schema, "")
     for i, d in enumerate(cfg.get("datasets") or []):
         found += _unknown_in({k: v for k, v in d.items() if k != "type"}, SFTDataset, f"datasets[{i}].")
         if isinstance(d.get("type"), dict):
@@ -166,7 +167,7 @@ LORA_KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_emb
 GPUS = {"a100": "sm_80", "h100": "sm_90"}
 
 
-def _imports(module: str) -> bool:
+def importable(module: str) -> bool:
     """Whether ``module`` imports here (a flash_attn built for another torch is installed but fails)."""
     if importlib.util.find_spec(module) is None:
         return False
@@ -183,7 +184,7 @@ def usable_attention(cfg: dict) -> tuple[dict, str | None]:
     Without this, Axolotl rejects flash_attention_2 on a CUDA box that lacks flash-attn and the Hub."""
     wants_flash = cfg.get("attn_implementation") == FLASH or (
         cfg.get("flash_attention") and not cfg.get("attn_implementation"))
-    if not wants_flash or _imports("flash_attn"):
+    if not wants_flash or importable("flash_attn"):
         return cfg, None
     cfg = {k: v for k, v in cfg.items() if k != "flash_attention"}
     return {**cfg, "attn_implementation": "sdpa"}, (
@@ -218,14 +219,13 @@ def safe_kernels(cfg: dict) -> tuple[dict, str | None]:
 def gpu_settings(cfg: dict, gpu: str, gpus: int = 1) -> list[str]:
     """What Axolotl switches on for ``cfg`` on ``gpus`` of ``gpu``: its own validation, given the
     capabilities its probe reports there."""
+    import torch
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
     if gpu not in GPUS:
         raise ConfigError(f"GPU must be one of {', '.join(GPUS)}, got {gpu!r}")
     caps = {"bf16": True, "tf32": True, "fp8": GPUS[gpu] >= "sm_90", "n_gpu": gpus, "compute_capability": GPUS[gpu]}
-    import torch
-
     v = validate_config(DictDefault(json.loads(json.dumps(cfg))), capabilities=caps,
                         env_capabilities={"torch_version": torch.__version__.split("+")[0]})
     attn = v.get("attn_implementation") or "eager"
@@ -316,10 +316,14 @@ CPU_OVERRIDES = {
 }
 
 
+def datasets_in(cfg: dict, data_dir: Path) -> list[dict]:
+    """The config's dataset entries, each reading the file of the same name in ``data_dir``."""
+    return [{**d, "path": str(Path(data_dir) / Path(d["path"]).name)} for d in cfg["datasets"]]
+
+
 def cpu_copy(cfg: dict, model_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     """The config with a tiny local model, local sample data and CPU-only settings."""
-    datasets = [{**d, "path": str(Path(data_dir) / Path(d["path"]).name)} for d in cfg["datasets"]]
-    derived = {**cfg, **CPU_OVERRIDES, "base_model": str(model_dir), "datasets": datasets,
+    derived = {**cfg, **CPU_OVERRIDES, "base_model": str(model_dir), "datasets": datasets_in(cfg, data_dir),
                "dataset_prepared_path": str(Path(out_dir) / "prepared"), "output_dir": str(Path(out_dir) / "lora")}
     derived.pop("deepspeed", None)
     return derived

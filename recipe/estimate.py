@@ -50,8 +50,13 @@ class Arch:
                 (self.intermediate, d)]
 
     @property
+    def decoder_params(self) -> int:
+        """The decoder layers' linear weights (what QLoRA quantizes)."""
+        return self.layers * sum(i * o for i, o in self.linear_shapes())
+
+    @property
     def matmul_params(self) -> int:
-        return self.layers * sum(i * o for i, o in self.linear_shapes()) + self.hidden * self.vocab
+        return self.decoder_params + self.hidden * self.vocab
 
     @property
     def total_params(self) -> int:
@@ -106,7 +111,7 @@ def peak_memory(arch: Arch, r: int, micro_batch: int, tokens_per_row: int, check
     tokens = micro_batch * tokens_per_row
     per_layer = 34 * arch.hidden * tokens
     activations = (arch.layers * 2 * arch.hidden * tokens + per_layer) if checkpointing else arch.layers * per_layer
-    decoder = arch.layers * sum(i * o for i, o in arch.linear_shapes())
+    decoder = arch.decoder_params
     weights = (NF4_BYTES * decoder + 2 * (arch.total_params - decoder)) if four_bit else 2 * arch.total_params
     parts = {"weights": weights, "lora_and_adam": 16 * arch.lora_params(r),
              "activations": activations, "logits": LOGIT_BYTES * tokens * arch.vocab,

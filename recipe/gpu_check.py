@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import json
 import math
 import random
@@ -28,7 +27,7 @@ from pathlib import Path
 from preprocess.pipeline import write_atomic
 from preprocess.sources import REPO_ROOT, SOURCES
 from recipe import estimate
-from recipe.config import ConfigError, cpu_copy, load, report, write_resolved
+from recipe.config import ConfigError, cpu_copy, datasets_in, importable, load, report, write_resolved
 from recipe.run import MERGED, say
 from recipe.tiny_model import LLAMA3_8B, build, training_corpus
 
@@ -57,15 +56,14 @@ def environment() -> dict:
     import torch
 
     cuda = torch.cuda.is_available()
-    found = {name: importlib.util.find_spec(name) is not None for name in ("flash_attn", "liger_kernel", "bitsandbytes")}
+    found = {name: importable(name) for name in ("flash_attn", "liger_kernel", "bitsandbytes")}
     return {"torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else "CPU",
             "cuda_version": torch.version.cuda, **found}
 
 
-def synthetic_rows(tokenizer, n: int, median: int, longest: int, seed: int) -> list[dict]:
-    """Alpaca rows whose answers hold a log-normal number of tokens (the recipe's sample text,
-    re-cut): lengths, not language, are what the throughput depends on."""
-    ids = tokenizer(" ".join(training_corpus()), add_special_tokens=False)["input_ids"]
+def synthetic_rows(tokenizer, ids: list[int], n: int, median: int, longest: int, seed: int) -> list[dict]:
+    """Alpaca rows whose answers hold a log-normal number of tokens, cut from ``ids`` (the recipe's
+    sample text, tokenized): lengths, not language, are what the throughput depends on."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -81,7 +79,7 @@ def variant_config(path: Path, extra: dict, model: Path, data: Path, out: Path, 
     if tiny:
         cfg = cpu_copy(cfg, model, data, out)
     cfg = {**cfg, **extra, "base_model": str(model),
-           "datasets": [{**d, "path": str(data / Path(d["path"]).name)} for d in cfg["datasets"]],
+           "datasets": datasets_in(cfg, data),
            "dataset_prepared_path": str(out.parent.parent / "prepared"), "output_dir": str(out),
            "max_steps": steps, "gradient_accumulation_steps": 1, "warmup_steps": 1, "logging_steps": 1,
            "train_on_inputs": True, "save_strategy": "no", "use_tensorboard": False}
@@ -200,11 +198,13 @@ def check(out: Path, tiny: bool, steps: int, timeout: int, only: list[str] | Non
     if not (model / "config.json").is_file():
         say(f"building a random {'tiny' if tiny else 'Llama-3-8B-shaped'} model in {model}/")
         build(model, **({} if tiny else {"shape": LLAMA3_8B, "device": "cuda"}))
-        torch.cuda.empty_cache() if env["cuda"] else None
+        if env["cuda"]:
+            torch.cuda.empty_cache()
     tok = AutoTokenizer.from_pretrained(model)
+    ids = tok(" ".join(training_corpus()), add_special_tokens=False)["input_ids"]
     data.mkdir(parents=True, exist_ok=True)
     for i, d in enumerate(load(RECIPE)["datasets"]):
-        rows = synthetic_rows(tok, 60 if tiny else 240, 60 if tiny else 400, 400 if tiny else 3900, seed=i)
+        rows = synthetic_rows(tok, ids, 60 if tiny else 240, 60 if tiny else 400, 400 if tiny else 3900, seed=i)
         write_atomic(data / Path(d["path"]).name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     arch = estimate.Arch.from_config(AutoConfig.from_pretrained(model))
     peak = next((v for k, v in PEAK_BF16.items() if k in env["gpu"]), None)

@@ -3,7 +3,6 @@ same script on the CPU with the tiny model, so it cannot rot)."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
