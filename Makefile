@@ -10,11 +10,10 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-8)$(
 # Axolotl's launcher execs `accelerate` from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export AXOLOTL_DO_NOT_TRACK := 1
-export TOKENIZERS_PARALLELISM := false
 
 SOURCE ?= hub
-SEED ?= 42
-SYSTEM_RATE ?= 0.8
+SEED ?=
+SYSTEM_RATE ?=
 DATA_DIR ?=
 DECONTAMINATE ?=
 CONFIG ?= axolotl_configs/aog-lora.yml
@@ -51,7 +50,6 @@ KOBEST_DATA ?=
 LIMIT ?=
 Q ?=
 FORMAT ?= card
-TOKENIZER ?=
 GPU ?=
 TINY ?=
 ONLY ?=
@@ -70,25 +68,26 @@ DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR)) \
   $(if $(filter 1,$(DECONTAMINATE)),--decontaminate $(if $(KOBEST_DATA),--kobest-dir $(KOBEST_DATA)))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv flash-attn data check preflight train merge card push ollama loss eval chat demo test bench \
+.PHONY: help venv flash-attn data check preflight train merge card push ollama loss eval chat demo test test-fast bench \
   gpu-check gpu-venv wheelhouse clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: SOURCE=hub|sample SEED=$(SEED) SYSTEM_RATE=$(SYSTEM_RATE) DATA_DIR=<dir>"
+	@echo "  variables: SOURCE=hub|sample SEED=<n> SYSTEM_RATE=<p> (default 42 and 0.8: preprocess/) DATA_DIR=<dir>"
 	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
 	@echo "             RESUME=1 OVERWRITE=1 KEEP_ACCUMULATION=1 NNODES=<n> NODE_RANK=<i> MAIN_ADDR=<ip> MAIN_PORT=<port>"
 	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> (default: the run of CONFIG) KOBEST_DATA=<dir> LIMIT=<n>"
 	@echo "             Q=<question> FORMAT=card|alpaca TRACK=wandb|mlflow"
 	@echo "             HF_REPO=<user>/<name> MERGED=1 PRIVATE=1 DRY_RUN=1 (make push)"
-	@echo "             TOKENIZER=<dir> (preflight without Hub access) GPU=a100|h100 (make check)"
+	@echo "             GPU=a100|h100 (make check)"
 	@echo "             TORCH_CUDA=cpu|cu126|cu128|cu130 (default: from the NVIDIA driver) TINY=1 ONLY=card,... (make gpu-check)"
 	@echo "             DECONTAMINATE=1 (make data: also a copy without rows that contain KoBEST test texts)"
 
-$(STAMP): requirements.txt
+# The stamp's name carries the requirements' hash: a changed file reinstalls, a touched one does not.
+$(STAMP):
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, alone: the CUDA build the NVIDIA driver supports, or the CPU build without one.
-	python3 -m recipe.torch_build install $(PY) $(TORCH_CUDA)
+	python3 -m training.torch_build install $(PY) $(TORCH_CUDA)
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -101,80 +100,85 @@ flash-attn: $(STAMP) ## Optional: build flash-attn for the card's attention (CUD
 	MAX_JOBS=$${MAX_JOBS:-4} $(PY) -m pip install --no-build-isolation flash-attn==2.8.3
 
 data: $(STAMP) ## Build the Alpaca JSONL files (SOURCE=sample: offline) [DECONTAMINATE=1 [KOBEST_DATA=dir]]
-	$(PY) -m preprocess $(DATA_FLAGS) --seed $(SEED) --system-rate $(SYSTEM_RATE)
+	$(PY) -m preprocess $(DATA_FLAGS) $(if $(SEED),--seed $(SEED)) $(if $(SYSTEM_RATE),--system-rate $(SYSTEM_RATE))
 
 check: $(STAMP) ## Validate configs with Axolotl + unknown-key check (all, or CONFIG=...) [GPU=a100|h100]
-	$(PY) -m recipe.config check $(if $(filter command line,$(origin CONFIG)),$(CONFIG),$(ALL_CONFIGS)) \
+	$(PY) -m training.config check $(if $(filter command line,$(origin CONFIG)),$(CONFIG),$(ALL_CONFIGS)) \
 	  $(if $(GPU),--gpu $(GPU) --gpus $(PROCS))
 
-preflight: $(STAMP) ## Data card, KoBEST overlap, manifest, time/memory estimate: CONFIG=... [TOKENIZER=dir] [KOBEST_DATA=dir]
-	$(PY) -m recipe.preflight $(CONFIG) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) \
+preflight: $(STAMP) ## Data card, KoBEST overlap, manifest, time/memory estimate: CONFIG=... [KOBEST_DATA=dir] (tokenizes once, for train too)
+	$(PY) -m training.preflight $(CONFIG) \
 	  $(if $(KOBEST_DATA),--kobest-dir $(KOBEST_DATA))
 
 train: $(STAMP) ## LoRA training: CONFIG=... NGPUS=N [RESUME=1|OVERWRITE=1] (tokenizes once, then accelerate)
 	@test "$(NNODES)" = 1 || test -n "$(MAIN_ADDR)" || { echo "error: NNODES=$(NNODES) needs MAIN_ADDR=<IP of node 0>, \
 	  and NODE_RANK=<0..$(NNODES)-1> on each node" >&2; exit 2; }
-	trap : INT TERM; cfg=$$($(PY) -m recipe.run train $(CONFIG) --gpus $(PROCS) $(if $(filter 1,$(RESUME)),--resume) \
+	trap : INT TERM; cfg=$$($(PY) -m training.run train $(CONFIG) --gpus $(PROCS) $(if $(filter 1,$(RESUME)),--resume) \
 	  $(if $(filter 1,$(OVERWRITE)),--overwrite) $(if $(filter 1,$(KEEP_ACCUMULATION)),--keep-accumulation) \
 	  $(if $(TRACK),--track $(TRACK)) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) --node-rank $(NODE_RANK)) || exit 2; \
-	$(AXOLOTL) train "$$cfg" --launcher accelerate -- $(LAUNCH); rc=$$?; \
+	TOKENIZERS_PARALLELISM=false $(AXOLOTL) train "$$cfg" --launcher accelerate -- $(LAUNCH); rc=$$?; \
 	test $(NODE_RANK) != 0 && exit $$rc; \
-	$(PY) -m recipe.publish loss "$$cfg" || true; \
-	test $$rc = 0 || exit $$rc; $(PY) -m recipe.run finish-train "$$cfg"
+	$(PY) -m publishing.publish loss "$$cfg" || true; \
+	test $$rc = 0 || exit $$rc; $(PY) -m training.run finish-train "$$cfg"
 
 merge: $(STAMP) ## Merge the trained adapter of CONFIG into its base: <output_dir>/merged
-	cfg=$$($(PY) -m recipe.run merge $(CONFIG)) && $(AXOLOTL) merge-lora "$$cfg" && \
-	$(PY) -m recipe.run finish-merge "$$cfg"
+	cfg=$$($(PY) -m training.run merge $(CONFIG)) && $(AXOLOTL) merge-lora "$$cfg" && \
+	$(PY) -m training.run finish-merge "$$cfg"
 
 card: $(STAMP) ## Model card <output_dir>/README.md from the run's record, data reports and eval [MERGED=1]
-	$(PY) -m recipe.card $(CONFIG) $(if $(filter 1,$(MERGED)),--merged)
+	$(PY) -m publishing.card $(CONFIG) $(if $(filter 1,$(MERGED)),--merged)
 
 push: $(STAMP) ## Upload the run to the Hub with its card: HF_REPO=user/name [MERGED=1] [PRIVATE=1] [DRY_RUN=1]
 	@test -n "$(HF_REPO)" || { echo "error: set HF_REPO=<user or org>/<name>, the Hub repo to upload to" >&2; exit 2; }
-	$(PY) -m recipe.publish push $(CONFIG) --repo $(HF_REPO) $(if $(filter 1,$(MERGED)),--merged) \
+	$(PY) -m publishing.publish push $(CONFIG) --repo $(HF_REPO) $(if $(filter 1,$(MERGED)),--merged) \
 	  $(if $(filter 1,$(PRIVATE)),--private) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 ollama: $(STAMP) ## Ollama Modelfile for the merged model (card prompt, <|end_of_text|> stop): <output_dir>/merged/Modelfile
-	$(PY) -m recipe.publish ollama $(CONFIG)
+	$(PY) -m publishing.publish ollama $(CONFIG)
 
 loss: $(STAMP) ## Plot <output_dir>/loss.png from the run's newest checkpoint (make train does it too)
-	$(PY) -m recipe.publish loss $(CONFIG)
+	$(PY) -m publishing.publish loss $(CONFIG)
 
 eval: $(STAMP) ## KoBEST 5-shot with lm-eval on the run of CONFIG (or MODEL=... [ADAPTER=...]) [KOBEST_DATA=dir]
-	$(PY) -m recipe.evaluate --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
+	$(PY) -m evaluation.harness --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
 	  $(if $(KOBEST_DATA),--data-dir $(KOBEST_DATA)) $(if $(LIMIT),--limit $(LIMIT))
 
 # The question reaches Python through the environment, so quotes, $ and backticks stay text
 # (and make does not expand it: `value` takes Q as typed).
 chat: override export Q := $(value Q)
 chat: $(STAMP) ## Chat in the card's format with the run of CONFIG (or MODEL=... [ADAPTER=...]) [Q="one question"]
-	$(PY) -m recipe.chat $(MODEL) --config $(CONFIG) $(if $(ADAPTER),--adapter $(ADAPTER)) \
+	$(PY) -m evaluation.chat $(MODEL) --config $(CONFIG) $(if $(ADAPTER),--adapter $(ADAPTER)) \
 	  --format $(FORMAT) $(if $(Q),--question "$$Q")
 
 demo: export HF_HUB_OFFLINE := 1
 demo: export HF_DATASETS_OFFLINE := 1
 demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train, merge, chat, eval
-	$(MAKE) --no-print-directory data SOURCE=sample
-	$(PY) -m recipe.tiny_model $(DEMO)/tiny-llama
-	$(PY) -m recipe.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir data/processed-sample --out $(DEMO)
-	$(PY) -m recipe.preflight $(DEMO)/axolotl.yml --kobest-dir data/kobest-sample --out $(DEMO)/preflight
+	$(MAKE) --no-print-directory data SOURCE=sample DATA_DIR=$(DEMO)/data
+	$(PY) -m training.tiny_model $(DEMO)/tiny-llama
+	$(PY) -m training.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir $(DEMO)/data --out $(DEMO)
+	$(PY) -m training.preflight $(DEMO)/axolotl.yml --kobest-dir data/kobest-sample --out $(DEMO)/preflight
 	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml OVERWRITE=1
 	$(MAKE) --no-print-directory merge CONFIG=$(DEMO)/axolotl.yml
-	$(PY) -m recipe.chat --config $(DEMO)/axolotl.yml --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
+	$(PY) -m evaluation.chat --config $(DEMO)/axolotl.yml --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
 	  --max-new-tokens 24 --show-prompt
-	$(PY) -m recipe.evaluate --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/kobest-sample \
+	$(PY) -m evaluation.harness --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/kobest-sample \
 	  --out $(DEMO)/lora/eval
 
-test: $(STAMP) ## Run the test suite (offline, CPU)
-	$(PY) -m pytest -q tests
+test: $(STAMP) ## Run the whole test suite (offline, CPU)
+	$(PY) -m pytest -q
 
-bench: $(STAMP) ## Preprocessing throughput on synthetic sources of the real sizes
-	$(PY) -m benchmarks.preprocess_throughput
+test-fast: $(STAMP) ## The tests that need no end-to-end run (seconds)
+	$(PY) -m pytest -q -m "not e2e"
+
+bench: export HF_HUB_OFFLINE := 1
+bench: export HF_DATASETS_OFFLINE := 1
+bench: $(STAMP) ## Conversion, tokenization and preflight timed at the real sizes -> docs/benchmarks.md
+	$(PY) -m benchmarks.data_path --write docs/benchmarks.md
 
 gpu-check: export HF_HUB_OFFLINE := 1
 gpu-check: export HF_DATASETS_OFFLINE := 1
 gpu-check: $(if $(wildcard $(PY)),$(STAMP),$(if $(wildcard $(WHEELHOUSE)/*.whl),gpu-venv,$(STAMP))) ## One GPU box, no network: train+merge random 8B models, table to docs/benchmarks.md [TINY=1: CPU] [ONLY=card,...]
-	$(PY) -m recipe.gpu_check $(if $(filter 1,$(TINY)),--tiny) --out $(GPU_CHECK_OUT) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m training.gpu_check $(if $(filter 1,$(TINY)),--tiny) --out $(GPU_CHECK_OUT) $(if $(ONLY),--only $(ONLY))
 
 gpu-venv: ## (On a GPU box with no network) .venv = the box's own packages + $(WHEELHOUSE)/
 	# The box's python3 may itself be a venv, whose packages --system-site-packages would not see:
@@ -190,7 +194,7 @@ gpu-venv: ## (On a GPU box with no network) .venv = the box's own packages + $(W
 
 wheelhouse: ## (Online) wheels a bare GPU box lacks, for its Python $(GPU_BOX_PYTHON): $(WHEELHOUSE)/
 	rm -rf $(WHEELHOUSE)
-	python3 -m recipe.wheelhouse $(WHEELHOUSE) --python $(GPU_BOX_PYTHON)
+	python3 -m training.wheelhouse $(WHEELHOUSE) --python $(GPU_BOX_PYTHON)
 
 clean: ## Remove built data and outputs (keeps .venv)
 	rm -rf data/processed data/processed-sample data/processed-nosys data/processed-decontaminated \

@@ -9,12 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from preprocess.pipeline import DEFAULT_SEED, InputError, build, converter, run
-from preprocess.prompts import DEFAULT_SYSTEM_RATE
+from common.errors import UserError
+from preprocess.convert import add_run_args, build, converter, run_cli
 from preprocess.sources import PROCESSED_DIR, SAMPLE_PROCESSED_DIR, SOURCES
 
 
-def jobs(args: argparse.Namespace) -> list[dict]:
+def build_all(args: argparse.Namespace) -> list[dict]:
     out_dir = Path(args.output_dir or (SAMPLE_PROCESSED_DIR if args.sample else PROCESSED_DIR))
     index = kobest_index(args.kobest_dir) if args.decontaminate else None
     results = []
@@ -44,18 +44,16 @@ def kobest_index(kobest_dir: Path | None):
 
     try:
         return contamination.NgramIndex(contamination.load_kobest(kobest_dir))
-    except (OSError, ConnectionError, ValueError) as e:
-        raise InputError(f"cannot read KoBEST for --decontaminate ({' '.join(str(e).split())}); without Hub access "
+    except (OSError, ConnectionError, UserError) as e:
+        raise UserError(f"cannot read KoBEST for --decontaminate ({' '.join(str(e).split())}); without Hub access "
                          "pass local files with --kobest-dir DIR (make data KOBEST_DATA=DIR)") from None
 
 
-def cli() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sample", action="store_true", help="use the bundled samples in data/sample/")
     p.add_argument("--output-dir", type=Path, help="default: data/processed (data/processed-sample with --sample)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--system-rate", type=float, default=DEFAULT_SYSTEM_RATE, metavar="P")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p)
     p.add_argument("--decontaminate", action="store_true",
                    help="also write <output dir>-decontaminated/ without rows that contain a KoBEST test text")
     p.add_argument("--kobest-dir", type=Path, help="local KoBEST <task>/test.jsonl (default: skt/kobest_v1 from the Hub)")
@@ -63,4 +61,4 @@ def cli() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(run(None, jobs, cli()))
+    sys.exit(run_cli(None, build_all, build_parser()))

@@ -11,7 +11,7 @@ answer is removed (counted in the report's notes).
 import re
 import sys
 
-from preprocess.pipeline import Dropped, RowContext, blank, main
+from preprocess.convert import Dropped, RowContext, blank, converter_main
 from preprocess.prompts import alpaca_row, render_dialogue
 from preprocess.sources import GUANACO_KO
 
@@ -46,4 +46,4 @@ def convert(row: dict, ctx: RowContext) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(GUANACO_KO, convert, __doc__.splitlines()[0]))
+    sys.exit(converter_main(GUANACO_KO, convert, __doc__.splitlines()[0]))

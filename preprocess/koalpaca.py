@@ -8,7 +8,7 @@ otherwise the question is the ``instruction`` and ``input`` is empty.
 """
 import sys
 
-from preprocess.pipeline import Dropped, RowContext, blank, main
+from preprocess.convert import Dropped, RowContext, blank, converter_main
 from preprocess.prompts import alpaca_row
 from preprocess.sources import KOALPACA
 
@@ -21,4 +21,4 @@ def convert(row: dict, ctx: RowContext) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(KOALPACA, convert, __doc__.splitlines()[0]))
+    sys.exit(converter_main(KOALPACA, convert, __doc__.splitlines()[0]))

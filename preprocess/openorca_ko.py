@@ -7,7 +7,7 @@ input, counted in the report's notes); rows with a blank instruction or output a
 """
 import sys
 
-from preprocess.pipeline import Dropped, RowContext, blank, main
+from preprocess.convert import Dropped, RowContext, blank, converter_main
 from preprocess.sources import OPENORCA_KO
 
 
@@ -23,4 +23,4 @@ def convert(row: dict, ctx: RowContext) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(OPENORCA_KO, convert, __doc__.splitlines()[0]))
+    sys.exit(converter_main(OPENORCA_KO, convert, __doc__.splitlines()[0]))

@@ -21,7 +21,7 @@ class Source:
     adds_system_instruction: bool  # whether --system-rate applies (the card: not for OpenOrca-KO)
     rule: str  # the conversion, in a few words (model cards and reports)
     licence: str | None  # as declared on the dataset card; None where it declares none
-    expected_rows: int  # rows of the pinned split, from the dataset viewer (shared/research/datasets.md)
+    expected_rows: int  # rows of the pinned split, as the Hub's dataset viewer counts them
     data_files: str | None = None  # the one file to read where the revision holds stale copies
     common_values_of: str | None = None  # a column whose most common values a Hub load prints
 

@@ -5,30 +5,10 @@ import json
 import math
 
 import pytest
-
-from conftest import load_prepared
+from helpers import GOLDEN, SAMPLE_ROWS, load_prepared
 
 from preprocess.prompts import SYSTEM_INSTRUCTION
-
-EOS = "<|end_of_text|>"
-WITH_INPUT = ("<|begin_of_text|>Below is an instruction that describes a task, paired with an input that provides "
-              "further context. Write a response that appropriately completes the request.\n\n"
-              "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
-NO_INPUT = ("<|begin_of_text|>Below is an instruction that describes a task. Write a response that appropriately "
-            "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
-
-GOLDEN = [  # (rendered prompt, trained text) of three bundled sample rows
-    (WITH_INPUT.format(instruction=SYSTEM_INSTRUCTION, input="서울에서 부산까지 KTX로 얼마나 걸리나요?"),
-     "KTX로 서울역에서 부산역까지는 보통 2시간 30분 정도 걸립니다. 정차역이 많은 열차는 3시간 가까이 걸리기도 합니다." + EOS),
-    (NO_INPUT.format(instruction="한글은 누가 만들었나요?"),
-     "한글은 조선의 세종대왕이 1443년에 창제하고 1446년에 훈민정음이라는 이름으로 반포했습니다." + EOS),
-    (WITH_INPUT.format(instruction=SYSTEM_INSTRUCTION, input=(
-        "자전거 체인에서 소리가 나면 어떻게 해야 하나요?\n### Response:\n체인이 말라 있거나 먼지가 많으면 소리가 납니다. "
-        "마른 천으로 체인을 닦은 뒤 전용 윤활유를 한 방울씩 바르고, 남은 기름은 닦아 내면 됩니다.\n"
-        "### Question:\n예를 하나만 더 들어 줄래?\n### Response:\n물론입니다. 비슷한 예로, 같은 원리가 일상에서도 자주 나타납니다.\n"
-        "### Question:\n고마워. 주의할 점도 있을까?")),
-     "무리하지 않는 것이 가장 중요합니다. 이상한 점이 느껴지면 전문가와 상담하세요." + EOS),
-]
+from training.config import CPU_OVERRIDES
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +27,7 @@ def split_row(row):
 
 def test_every_sample_row_is_prepared(prepared):
     ds, _ = prepared
-    assert len(ds) == 25 + 24 + 20  # rows written by `make data SOURCE=sample`; none over sequence_len
+    assert len(ds) == SAMPLE_ROWS  # none is over sequence_len
 
 
 def test_loss_mask_prompt_ignored_answer_and_eos_trained(prepared):
@@ -70,9 +50,10 @@ def test_golden_rendered_prompts(prepared):
 
 def test_training_loss_is_finite(demo):
     out, _ = demo
-    [state] = glob.glob(f"{out}/lora/checkpoint-4/trainer_state.json")
+    steps = CPU_OVERRIDES["max_steps"]
+    [state] = glob.glob(f"{out}/lora/checkpoint-{steps}/trainer_state.json")
     losses = [e["loss"] for e in json.load(open(state))["log_history"] if "loss" in e]
-    assert len(losses) == 4 and all(math.isfinite(l) and l > 0 for l in losses)
+    assert len(losses) == steps and all(math.isfinite(l) and l > 0 for l in losses)
 
 
 def test_merged_model_equals_base_plus_adapter(demo):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
-from conftest import REPO
-from preprocess.sources import PROCESSED_DIR, SOURCES
-from recipe import run
-from recipe.config import LORA_KERNELS, ConfigError, check, gpu_settings, load, usable_attention, write_resolved
+from common.errors import UserError
+from preprocess.sources import SOURCES
+from training import run
+from training.config import LORA_KERNELS, check, gpu_settings, load, usable_attention, write_resolved
 
 RECIPE = Path("axolotl_configs/aog-lora.yml")
 ABLATIONS = {  # ablation -> the keys it may change
@@ -58,7 +59,6 @@ def test_recipe_trains_on_exactly_the_files_make_data_writes():
     datasets = load(RECIPE)["datasets"]
     assert [d["path"] for d in datasets] == [str(s.output_path().relative_to(REPO)) for s in SOURCES.values()]
     assert all(d["type"] == "alpaca" and d["ds_type"] == "json" for d in datasets)
-    assert PROCESSED_DIR == REPO / "data" / "processed"
 
 
 @pytest.mark.parametrize("name", ABLATIONS)
@@ -102,7 +102,7 @@ def overlay(tmp_path, **keys):
     ({"adapter": "loraa"}, "rejected by Axolotl"),
 ])
 def test_bad_configs_are_caught(tmp_path, keys, needle):
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(UserError) as e:
         check(overlay(tmp_path, **keys))
     assert needle in str(e.value)
 
@@ -214,7 +214,7 @@ def test_gpu_settings_under_zero3_on_four_gpus(tmp_path):
     assert "fused LoRA kernels (Triton): off" in lines
     assert "batch: micro 4 x accumulation 2 x 4 GPU(s) = 32 sequences per step" in lines
     assert "DeepSpeed ZeRO-3: axolotl_configs/deepspeed/zero3.json" in lines
-    with pytest.raises(ConfigError, match="GPU must be one of a100, h100"):
+    with pytest.raises(UserError, match="GPU must be one of a100, h100"):
         gpu_settings(cfg, "v100")
 
 
@@ -227,7 +227,7 @@ def test_gpu_settings_under_zero3_on_four_gpus(tmp_path):
     ({"datasets": [{"path": "x.jsonl", "ds_type": "json", "type": "no_such_pkg.load_x"}]}, "'no_such_pkg.load_x'"),
 ])
 def test_nested_typos_and_unknown_dataset_types_are_caught(tmp_path, keys, needle):
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(UserError) as e:
         check(overlay(tmp_path, **keys))
     assert needle in str(e.value)
 
@@ -241,31 +241,40 @@ def test_known_dataset_types_pass(tmp_path, dataset_type):
 def test_a_key_given_twice_is_an_error(tmp_path):
     path = tmp_path / "twice.yml"
     path.write_text(f"extends: {REPO / RECIPE}\nlora_r: 8\nlora_r: 64\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"the key 'lora_r' is given twice \(only the last would count\)"):
+    with pytest.raises(UserError, match=r"the key 'lora_r' is given twice \(only the last would count\)"):
         load(path)
     nested = tmp_path / "nested.yml"
     nested.write_text("special_tokens:\n  pad_token: a\n  pad_token: b\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="'pad_token' is given twice"):
+    with pytest.raises(UserError, match="'pad_token' is given twice"):
         load(nested)
 
 
 def test_an_extends_cycle_is_an_error_not_a_recursion(tmp_path):
     (tmp_path / "a.yml").write_text("extends: b.yml\nlora_r: 8\n", encoding="utf-8")
     (tmp_path / "b.yml").write_text("extends: a.yml\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="`extends` loops back"):
+    with pytest.raises(UserError, match="`extends` loops back"):
         load(tmp_path / "a.yml")
-    done = subprocess.run([sys.executable, "-m", "recipe.config", "check", str(tmp_path / "a.yml")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "training.config", "check", str(tmp_path / "a.yml")], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "`extends` loops back" in done.stderr
 
 
 def test_plugin_options_are_known_once_the_plugin_is(tmp_path):
-    from recipe.gpu_check import LIGER
+    from training.gpu_check import LIGER
 
     cfg = check(overlay(tmp_path, sample_packing=True, pad_to_sequence_len=True, **LIGER), quiet=True)
     assert cfg["liger_fused_linear_cross_entropy"] is True
     assert "attention: sdpa" in gpu_settings(cfg, "h100")
-    with pytest.raises(ConfigError, match="unknown Axolotl option"):
+    with pytest.raises(UserError, match="unknown Axolotl option"):
         check(overlay(tmp_path, liger_rope=True))  # without the plugin, Axolotl would drop it silently
-    with pytest.raises(ConfigError, match="plugins: cannot load"):
+    with pytest.raises(UserError, match="plugins: cannot load"):
         check(overlay(tmp_path, plugins=["axolotl.integrations.no_such.Plugin"]))
+
+
+@pytest.mark.e2e  # imports every Axolotl data loader (about 9 s)
+def test_builtin_dataset_types_read_from_source_are_axolotls():
+    from axolotl.utils.data.wrappers import DATASET_HANDLERS
+
+    from training.config import builtin_dataset_types
+
+    assert builtin_dataset_types() == set(DATASET_HANDLERS) and "alpaca" in DATASET_HANDLERS

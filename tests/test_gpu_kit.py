@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO
 
-from conftest import REPO
-from recipe import estimate, gpu_check
-from recipe.torch_build import choose, pip_attempts
+from common.errors import UserError
+from common.files import replace_section
+from training import estimate, gpu_check
+from training.torch_build import choose, pip_attempts
 
 
 @pytest.mark.parametrize("driver, build", [(None, "cpu"), ("580.159.04", "cu130"), ("590.1", "cu130"),
@@ -20,11 +22,11 @@ def test_torch_build_follows_the_driver(driver, build):
 
 def test_torch_build_refusals_and_override():
     assert choose("470.256.02", "cu128") == "cu128" and choose(None, "cu130") == "cu130"
-    with pytest.raises(ValueError, match="older than 525"):
+    with pytest.raises(UserError, match="older than 525"):
         choose("470.256.02")
-    with pytest.raises(ValueError, match="TORCH_CUDA must be one of cpu, cu126, cu128, cu130"):
+    with pytest.raises(UserError, match="TORCH_CUDA must be one of cpu, cu126, cu128, cu130"):
         choose("580.1", "cu118")
-    with pytest.raises(ValueError, match="cannot read the NVIDIA driver version"):
+    with pytest.raises(UserError, match="cannot read the NVIDIA driver version"):
         choose("N/A")
 
 
@@ -48,7 +50,7 @@ def test_install_refuses_before_pip_runs(tmp_path, smi, forced, message):
     fake_python = tmp_path / "python"  # would record a pip call; must never run
     fake_python.write_text(f"#!/bin/sh\ntouch {marker}\n")
     fake_python.chmod(0o755)
-    done = subprocess.run([sys.executable, "-m", "recipe.torch_build", "install", str(fake_python), forced],
+    done = subprocess.run([sys.executable, "-m", "training.torch_build", "install", str(fake_python), forced],
                           cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert done.returncode == 2 and done.stderr.splitlines()[-1].startswith(message)
@@ -61,7 +63,7 @@ def test_install_says_which_build_and_why(tmp_path):
     fake_python = tmp_path / "python"
     fake_python.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\n")
     fake_python.chmod(0o755)
-    done = subprocess.run([sys.executable, "-m", "recipe.torch_build", "install", str(fake_python)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "training.torch_build", "install", str(fake_python)], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert done.returncode == 0
     assert done.stdout == ("torch 2.13.0: the cu128 build (NVIDIA driver 575.51.03; "
@@ -95,15 +97,16 @@ def test_step_logs_reads_axolotl_log_lines():
 def test_benchmarks_section_is_replaced_and_the_rest_kept(tmp_path):
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\n## Data path\n\nconversion 1.9 s\n", encoding="utf-8")
-    gpu_check.write_section(f"{gpu_check.SECTION}\n\nfirst\n", path)
-    gpu_check.write_section(f"{gpu_check.SECTION}\n\nsecond\n", path)
+    replace_section(path, gpu_check.SECTION, f"{gpu_check.SECTION}\n\nfirst\n")
+    replace_section(path, gpu_check.SECTION, f"{gpu_check.SECTION}\n\nsecond\n")
     assert path.read_text(encoding="utf-8") == (f"# Benchmarks\n\n## Data path\n\nconversion 1.9 s\n\n"
                                                 f"{gpu_check.SECTION}\n\nsecond\n")
     path.write_text(f"# Benchmarks\n\n{gpu_check.SECTION}\n\nold\n\n## Data path\n\nkept\n", encoding="utf-8")
-    gpu_check.write_section(f"{gpu_check.SECTION}\n\nnew\n", path)
+    replace_section(path, gpu_check.SECTION, f"{gpu_check.SECTION}\n\nnew\n")
     assert path.read_text(encoding="utf-8") == f"# Benchmarks\n\n{gpu_check.SECTION}\n\nnew\n\n## Data path\n\nkept\n"
 
 
+@pytest.mark.e2e
 def test_make_gpu_check_tiny_runs_train_and_merge_end_to_end(tmp_path):
     benchmarks = (REPO / "docs" / "benchmarks.md")
     before = benchmarks.read_bytes() if benchmarks.exists() else None
@@ -126,7 +129,7 @@ def test_make_gpu_check_tiny_runs_train_and_merge_end_to_end(tmp_path):
 def test_wheelhouse_keeps_only_the_boxes_cuda_libraries(tmp_path):
     import zipfile
 
-    from recipe.wheelhouse import pins, trim_cuda_libraries
+    from training.wheelhouse import pins, trim_cuda_libraries
 
     wheel = tmp_path / "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
     libs = ["cpu", "cuda118", "cuda128", "cuda130", "cuda132", "rocm72", "xpu"]
@@ -158,7 +161,7 @@ def test_install_replaces_a_torch_of_another_build(tmp_path):
     fake_python = tmp_path / "python"  # a venv python that holds the CPU build: answers the probe, logs pip calls
     fake_python.write_text(f"#!/bin/sh\nif [ \"$1\" = -c ]; then echo cpu; else echo \"$@\" >> {tmp_path}/calls; fi\n")
     fake_python.chmod(0o755)
-    done = subprocess.run([sys.executable, "-m", "recipe.torch_build", "install", str(fake_python)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "training.torch_build", "install", str(fake_python)], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert done.returncode == 0 and "replacing the cpu build of torch" in done.stdout
     assert (tmp_path / "calls").read_text().splitlines() == [

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, SAMPLE_COUNTS, load_prepared, read_jsonl, write_jsonl
 
-from conftest import REPO, load_prepared, read_jsonl, write_jsonl
+from common.errors import UserError
 from preprocess.prompts import SYSTEM_INSTRUCTION
-from recipe import estimate
-from recipe.preflight import main, run
-from recipe.tokens import row_lengths
+from preprocess.sources import SOURCES
+from training import estimate
+from training.preflight import main, run
 
 LONG = " ".join(f"w{i}" for i in range(45))
 A = [{"instruction": "하나 둘", "input": "", "output": "셋"},          # 21+2 prompt, 1+EOS answer = 25
@@ -26,7 +27,8 @@ B = [{"instruction": SYSTEM_INSTRUCTION, "input": "하나 둘", "output": "셋"}
 
 
 @pytest.fixture(scope="module")
-def fixture(tmp_path_factory):
+def preflight_run(tmp_path_factory):
+    """Two hand-counted sources through the real preflight, and so through `axolotl preprocess`."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import LlamaConfig, PreTrainedTokenizerFast
 
@@ -39,7 +41,7 @@ def fixture(tmp_path_factory):
     kobest = root / "kobest"
     for task in ("boolq", "copa", "hellaswag", "sentineg", "wic"):
         (kobest / task).mkdir(parents=True)
-    # texts no training row contains, for the tasks this fixture does not plant overlap in
+    # texts no training row contains, for the tasks this preflight_run does not plant overlap in
     write_jsonl(kobest / "copa" / "test.jsonl", [{"premise": "갑 을", "alternative_1": "병", "alternative_2": "정 무"}])
     write_jsonl(kobest / "hellaswag" / "test.jsonl", [{"context": "기 경", "ending_1": "신", "ending_2": "임",
                                                        "ending_3": "계", "ending_4": "자 축"}])
@@ -61,10 +63,11 @@ def fixture(tmp_path_factory):
     cfg = {"extends": str(REPO / "axolotl_configs/aog-lora.yml"), "base_model": str(root / "arch"),
            "datasets": [{"path": str(data / f"{n}.jsonl"), "ds_type": "json", "type": "alpaca"} for n in "ab"],
            "sequence_len": 64, "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1,
-           "gradient_checkpointing": False, "lora_r": 2, "output_dir": str(root / "out")}
+           "gradient_checkpointing": False, "lora_r": 2, "output_dir": str(root / "out"),
+           "tokenizer_config": str(root / "tok"), "dataset_prepared_path": str(root / "prepared")}
     config = root / "cfg.yml"
     config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    report = run(config, tokenizer=str(root / "tok"), kobest_dir=kobest, out=root / "report")
+    report = run(config, kobest_dir=kobest, out=root / "report")
     return root, report
 
 
@@ -72,8 +75,8 @@ def by_source(report):
     return {s["source"]: s for s in report["sources"]}
 
 
-def test_per_source_numbers(fixture):
-    _, report = fixture
+def test_per_source_numbers(preflight_run):
+    _, report = preflight_run
     a, b = by_source(report)["a"], by_source(report)["b"]
     assert (a["rows"], a["tokens_p50"], a["tokens_p90"], a["tokens_max"], a["over_sequence_len"]) == (3, 25, 71, 71, 1)
     assert a["dropped_by_converter"] == {"bad_json": 2}
@@ -85,16 +88,16 @@ def test_per_source_numbers(fixture):
     assert b["dropped_by_converter"] == {}
 
 
-def test_kobest_overlap(fixture):
-    root, report = fixture
+def test_kobest_overlap(preflight_run):
+    root, report = preflight_run
     flagged = read_jsonl(root / "report" / "contamination.jsonl")
     assert report["kobest_texts"] == 13 and report["contaminated_rows"] == 2
     assert [(f["source"], f["row"], f["task"], f["kobest_doc"], f["ngram"]) for f in flagged] == [
         ("b", 3, "boolq", 0, "일 이 삼 사 오 육 칠 팔"), ("b", 5, "sentineg", 0, "정말 좋은 영화 였다")]
 
 
-def test_flop_and_step_estimate(fixture):
-    _, report = fixture
+def test_flop_and_step_estimate(preflight_run):
+    _, report = preflight_run
     arch = estimate.Arch(4, 1, 2, 1, 8, 10)
     assert (arch.matmul_params, arch.total_params, arch.lora_params(2)) == (184, 224, 128)
     rows = {(e["gpu"], e["packing"]): e for e in report["estimates"]}
@@ -121,8 +124,8 @@ def test_llama3_8b_shapes():
     assert arch.lora_params(32) == 83_886_080
 
 
-def test_manifest_hashes_every_input_and_output(fixture):
-    root, _ = fixture
+def test_manifest_hashes_every_input_and_output(preflight_run):
+    root, _ = preflight_run
     manifest = json.loads((root / "report" / "manifest.json").read_text())
     expected_inputs = {root / "cfg.yml", root / "data/a.jsonl", root / "data/b.jsonl", root / "data/a.stats.json",
                        *(root / "kobest").rglob("*.jsonl")}
@@ -136,32 +139,42 @@ def test_manifest_hashes_every_input_and_output(fixture):
     assert len(manifest["git"]["commit"] or "") in (0, 40)
 
 
-def test_data_card_and_plot(fixture):
-    root, _ = fixture
+def test_data_card_and_plot(preflight_run):
+    root, _ = preflight_run
     card = (root / "report" / "data_card.md").read_text(encoding="utf-8")
     assert "| a | 3 | bad_json 2 | 25 / 71 / 71 / 71 | 1 | 8.0% | 0.0% | 1 | 0 |" in card
     assert "2 training rows share a word n-gram with 13 KoBEST test texts" in card
     assert (root / "report" / "lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_lengths_match_axolotls_prepared_rows(demo):
-    """Preflight counts tokens exactly as Axolotl prepares them (checked on the demo's real run)."""
-    from transformers import AutoTokenizer
+def test_preflight_reads_axolotls_own_lengths_and_train_reuses_its_tokenization(demo):
+    """On the demo: preflight tokenized once, the lengths it read are those of the rows Axolotl
+    saved, and `make train` reused the folder instead of tokenizing again."""
+    import pyarrow.parquet as pq
 
-    out, _ = demo
+    out, log = demo
     prepared = load_prepared(out / "lora" / "axolotl.yml")
-    tok = AutoTokenizer.from_pretrained(out / "tiny-llama")
-    rows = [r for n in ("koalpaca", "openorca_ko", "guanaco_ko") for r in read_jsonl(REPO / f"data/processed-sample/{n}.jsonl")]
-    ours = Counter(row_lengths(rows, tok, 512))
-    axolotl = Counter((len(r["input_ids"]), sum(l != -100 for l in r["labels"])) for r in prepared)
-    assert ours == axolotl
+    folder = Path(yaml.safe_load((out / "lora" / "axolotl.yml").read_text())["dataset_prepared_path"])
+    assert json.loads((out / "preflight" / "preflight.json").read_text())["prepared"] == str(folder)
+    lengths = pq.read_table(folder / "lengths.parquet").to_pandas()
+    assert lengths.groupby("dataset").size().tolist() == [SAMPLE_COUNTS[n][1] for n in SOURCES]
+    kept = lengths[lengths["tokens"] <= 512]
+    assert Counter(zip(kept["tokens"], kept["supervised"])) == Counter(
+        (len(r["input_ids"]), sum(label != -100 for label in r["labels"])) for r in prepared)
+    assert log.count("tokenizing the data once with `axolotl preprocess`") == 1
+    assert f"tokenized data: {folder} (matches the data and config; reused)" in log
 
 
-def test_missing_tokenizer_is_a_clear_error(fixture, capsys):
-    root, _ = fixture
-    assert main([str(root / "cfg.yml"), "--tokenizer", str(root / "no-tokenizer"), "--kobest-dir", str(root / "kobest")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: cannot load the tokenizer") and "--tokenizer DIR" in err
+def test_a_tokenization_failure_is_one_line_and_keeps_nothing(preflight_run, capsys):
+    root, _ = preflight_run
+    cfg = yaml.safe_load((root / "cfg.yml").read_text())
+    bad = root / "bad.yml"
+    bad.write_text(yaml.safe_dump({**cfg, "tokenizer_config": str(root / "tok" / "tokenizer.json")}), encoding="utf-8")
+    assert main([str(bad), "--kobest-dir", str(root / "kobest"), "--out", str(root / "bad-report")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: `axolotl preprocess` failed") and not (root / "bad-report").exists()
+    assert sorted(p.name for p in (root / "prepared").iterdir() if not p.name.startswith(".")) == [
+        Path(json.loads((root / "report" / "preflight.json").read_text())["prepared"]).name]
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
@@ -210,5 +223,5 @@ def test_a_kobest_file_that_is_missing_empty_or_wrong_is_an_error(tmp_path, dama
     shutil.copytree(REPO / "data" / "kobest-sample", tmp_path / "kobest")
     assert len(contamination.load_kobest(tmp_path / "kobest")) > 0
     damage(tmp_path / "kobest")
-    with pytest.raises(ValueError, match=needle):
+    with pytest.raises(UserError, match=needle):
         contamination.load_kobest(tmp_path / "kobest")

@@ -1,4 +1,4 @@
-"""Hostile and careless input to the converters (shared/research/reliability-2.md): each ends as a
+"""Hostile and careless input to the converters (from a sweep of about 130 of them): each ends as a
 counted drop or a one-line error, and nothing a user had is lost."""
 import hashlib
 import json
@@ -7,10 +7,12 @@ import sys
 import unicodedata
 
 import pytest
+from helpers import REPO, read_jsonl, write_jsonl
 
-from conftest import REPO, read_jsonl, write_jsonl
+from common.errors import UserError
+from common.files import sha256_file
 from preprocess import koalpaca
-from preprocess.pipeline import InputError, _hub_checks, build, converter, sha256_file
+from preprocess.convert import _hub_checks, build, converter
 from preprocess.sources import KOALPACA, OPENORCA_KO, SAMPLE_DIR, SOURCES
 
 
@@ -62,7 +64,7 @@ def test_fields_of_only_invisible_characters_are_blank(tmp_path, invisible):
             {"id": "x", "instruction": "질문", "input": "", "output": invisible}]
     for name, batch in (("koalpaca", rows[:2]), ("openorca_ko", rows[2:]),
                         ("guanaco_ko", [{"text": f"### Human: 질문### Assistant: {invisible}"}])):
-        with pytest.raises(InputError, match="no usable rows"):
+        with pytest.raises(UserError, match="no usable rows"):
             build(SOURCES[name], converter(name), str(write_jsonl(tmp_path / f"{name}.jsonl", batch)),
                   tmp_path / f"{name}-out.jsonl", progress=False)
 

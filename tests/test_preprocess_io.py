@@ -8,11 +8,12 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import REPO, read_jsonl, write_jsonl
 
 from benchmarks.synthetic import REAL_SIZES, ROWS
-from conftest import REPO, read_jsonl, write_jsonl
+from common.errors import UserError
 from preprocess import guanaco_ko, koalpaca
-from preprocess.pipeline import InputError, build, converter, system_coin
+from preprocess.convert import build, converter, system_coin
 from preprocess.prompts import SYSTEM_INSTRUCTION
 from preprocess.sources import GUANACO_KO, KOALPACA, SOURCES
 
@@ -48,21 +49,34 @@ def test_coin_does_not_depend_on_row_order(tmp_path):
     assert sorted(outs[0], key=key) == sorted(outs[1], key=key)
 
 
-def test_coin_is_a_pure_function_of_seed_source_and_identity():
-    assert system_coin(42, "koalpaca", "x", 0.8) == system_coin(42, "koalpaca", "x", 0.8)
-    draws = [(system_coin(s, src, "same row", 0.5)) for s in range(40) for src in ("koalpaca", "guanaco_ko")]
-    assert 0 < sum(draws) < len(draws)  # seed and source both change the draw
-    assert all(system_coin(s, "k", str(s), 1.0) for s in range(100))
-    assert not any(system_coin(s, "k", str(s), 0.0) for s in range(100))
+def test_coin_depends_on_seed_source_and_identity_and_nothing_else():
+    def draws(seed=42, source="koalpaca", rate=0.5):
+        return [system_coin(seed, source, f"row {i}", rate) for i in range(2000)]
+
+    base = draws()
+    assert base == draws()  # a pure function: the same inputs draw the same coins
+    assert draws(seed=43) != base  # each input on its own changes the draws
+    assert draws(source="guanaco_ko") != base
+    assert [system_coin(42, "koalpaca", f"row {i}!", 0.5) for i in range(2000)] != base
+    assert all(draws(rate=1.0)) and not any(draws(rate=0.0))
 
 
-@pytest.mark.parametrize("name, module", [("koalpaca", koalpaca), ("guanaco_ko", guanaco_ko)])
 @pytest.mark.parametrize("rate", [0.8, 0.3])
-def test_measured_share_within_one_point_of_rate_on_real_size(tmp_path, name, module, rate):
-    src = write_jsonl(tmp_path / "src.jsonl", ROWS[name](REAL_SIZES[name]))
-    stats = build(SOURCES[name], module.convert, str(src), tmp_path / "o.jsonl", system_rate=rate, progress=False)
-    assert stats["rows_written"] == REAL_SIZES[name]
-    assert abs(stats["system_instruction_share"] - rate) <= 0.01
+@pytest.mark.parametrize("source", ["koalpaca", "guanaco_ko"])
+def test_share_is_within_one_point_of_the_rate_at_the_real_size(source, rate):
+    # the coin alone, on as many identities as the real set has rows
+    draws = [system_coin(42, source, f"row {i}", rate) for i in range(REAL_SIZES[source])]
+    assert abs(sum(draws) / len(draws) - rate) <= 0.01
+
+
+def test_the_report_counts_the_system_instruction_rows_written(tmp_path):
+    src = write_jsonl(tmp_path / "src.jsonl", ROWS["koalpaca"](1000))
+    stats = build(KOALPACA, koalpaca.convert, str(src), tmp_path / "o.jsonl", progress=False)
+    with_system = [r for r in read_jsonl(tmp_path / "o.jsonl") if r["instruction"] == SYSTEM_INSTRUCTION]
+    assert stats["rows_written"] == 1000 and stats["system_rate"] == 0.8
+    assert stats["system_instruction_rows"] == len(with_system)
+    assert stats["system_instruction_share"] == round(len(with_system) / 1000, 6)
+    assert abs(stats["system_instruction_share"] - 0.8) <= 0.05
 
 
 def test_system_rate_zero_and_one(tmp_path):
@@ -168,22 +182,18 @@ def test_failure_mid_write_keeps_the_previous_output(tmp_path):
 
 
 def test_input_error_is_raised_before_any_file_is_created(tmp_path):
-    with pytest.raises(InputError):
+    with pytest.raises(UserError):
         build(KOALPACA, koalpaca.convert, str(tmp_path / "missing.jsonl"), tmp_path / "sub" / "o.jsonl")
     assert not (tmp_path / "sub").exists()
 
 
 def test_system_instruction_is_defined_in_one_module_only():
-    holders = [p.relative_to(REPO) for d in ("preprocess", "benchmarks", "axolotl_configs")
+    holders = [p.relative_to(REPO) for d in ("common", "preprocess", "training", "evaluation", "publishing",
+                                             "benchmarks", "axolotl_configs", "data")
                for p in (REPO / d).rglob("*") if p.is_file() and p.suffix in (".py", ".yml", ".yaml")
                and "상세한 답변을 제공하세요" in p.read_text(encoding="utf-8")]
     assert [str(p) for p in holders] == ["preprocess/prompts.py"]
     assert SYSTEM_INSTRUCTION.endswith("상세한 답변을 제공하세요.")
-
-
-def test_converter_modules_match_the_source_list():
-    for name in SOURCES:
-        assert callable(converter(name))
 
 
 # ---- decontamination (make data DECONTAMINATE=1)
@@ -219,3 +229,22 @@ def test_make_data_decontaminate_writes_a_filtered_copy(tmp_path):
     bad = cli("", "--sample", "--output-dir", tmp_path / "x", "--decontaminate", "--kobest-dir", tmp_path / "nope")
     assert bad.returncode == 2 and "test file not found" in bad.stderr
     assert bad.stderr.startswith("error: cannot read KoBEST for --decontaminate") and not (tmp_path / "x").exists()
+
+
+def test_the_fast_batch_match_gives_the_answers_of_match():
+    from preprocess.contamination import NgramIndex, load_kobest
+
+    docs = load_kobest(REPO / "data" / "kobest-sample") + [("copa", 99, "비가 왔다."), ("wic", 98, "그 사람은 좋다")]
+    index = NgramIndex(docs)
+    assert len(index.sizes) > 2  # whole short texts of several lengths, and 8-grams
+    rng = random.Random(3)
+    texts = [row["output"] for row in ROWS["koalpaca"](300, seed=5)]
+    for i in range(0, 300, 7):  # plant KoBEST texts, whole or cut, at random places
+        text = rng.choice(docs)[2]
+        words = text.split()
+        cut = " ".join(words[:rng.randint(1, len(words))])
+        texts[i] = f"{texts[i][:50]} {rng.choice((text, cut))} {texts[i][50:]}"
+    texts += ["", "비가", "어제는 비가 왔다 그래서", "그 사람은 좋다 비가 왔다"]
+    expected = [index.match(t) for t in texts]
+    assert index.matches(texts, chunk=64) == expected
+    assert sum(e is not None for e in expected) > 20 and expected[-2] == (("비가", "왔다"), ("copa", 99))

@@ -1,9 +1,9 @@
 """Golden outputs of each conversion rule and edge case."""
 import pytest
+from helpers import SAMPLE_COUNTS, read_jsonl
 
-from conftest import read_jsonl
 from preprocess import guanaco_ko, koalpaca, openorca_ko
-from preprocess.pipeline import build
+from preprocess.convert import build
 from preprocess.prompts import SYSTEM_INSTRUCTION
 from preprocess.sources import GUANACO_KO, KOALPACA, OPENORCA_KO
 
@@ -113,18 +113,9 @@ def test_openorca_drops_empty_output_but_keeps_empty_input(jsonl, tmp_path):
     assert [r["source_row"] for r in rows] == [2] and stats["dropped"]["empty_field"] == 1
 
 
-# The bundled samples cover every edge case above; their exact counts are part of the spec.
-SAMPLE_COUNTS = {
-    "koalpaca": (29, 25, {"bad_json": 1, "wrong_type": 1, "empty_field": 2}, [22], {}),
-    "openorca_ko": (27, 24, {"wrong_type": 2, "empty_field": 1}, [], {}),
-    "guanaco_ko": (26, 20, {"empty_field": 2, "no_assistant_turn": 2, "broken_alternation": 2}, [],
-                   {"trailing_human_turn_removed": 7}),
-}
-
-
 @pytest.mark.parametrize("name", SAMPLE_COUNTS)
 def test_sample_build_counts(tmp_path, name):
-    from preprocess.pipeline import converter
+    from preprocess.convert import converter
     from preprocess.sources import SOURCES
     source = SOURCES[name]
     read, written, dropped, bad_lines, notes = SAMPLE_COUNTS[name]

@@ -1,4 +1,4 @@
-"""Publishing a run (recipe/card.py, recipe/publish.py) on the demo's real run: the loss curve and
+"""Publishing a run (publishing/card.py, publishing/publish.py) on the demo's real run: the loss curve and
 TensorBoard logs, a model card golden against the files it is built from, the Hub push dry run and
 its clear errors, and the Ollama Modelfile in the card's prompt format."""
 import json
@@ -10,30 +10,37 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
-from conftest import REPO
+from common.errors import UserError
+from evaluation.chat import render
 from preprocess.prompts import SYSTEM_INSTRUCTION
-from recipe import card, publish, run
-from recipe.chat import render
-from recipe.config import ConfigError
+from publishing import card, publish
+from training import run
+from training.config import CPU_OVERRIDES
 
 
 def copy_run(demo_out: Path, tmp: Path) -> Path:
-    """The demo's run and its data under ``tmp`` (the working folder: the record's dataset paths
-    are relative, so they stay the same), so a test can change any input; returns its config."""
+    """The demo's run and its data under ``tmp``, as if it had trained there, so a test can change any
+    input; returns its config."""
     record = yaml.safe_load((demo_out / "lora" / "axolotl.yml").read_text(encoding="utf-8"))
+    datasets = []
     for d in record["datasets"]:
-        src = REPO / d["path"]
-        (tmp / d["path"]).parent.mkdir(parents=True, exist_ok=True)
+        src = Path(d["path"])
+        (tmp / "data").mkdir(exist_ok=True)
         for f in (src, src.with_name(src.stem + ".stats.json")):
-            shutil.copy(f, (tmp / d["path"]).parent / f.name)
+            shutil.copy(f, tmp / "data" / f.name)
+        datasets.append({**d, "path": str(tmp / "data" / src.name)})
+    record["datasets"] = datasets
+    # the record of a run that trained on these copies: its tokenized data is keyed on them
+    record["dataset_prepared_path"] = str(Path(record["dataset_prepared_path"]).parent / run.prepared_key(record))
     out = tmp / "run"
     shutil.copytree(demo_out / "lora", out)
     record["output_dir"] = str(out)
     (out / "axolotl.yml").write_text(yaml.safe_dump(record, sort_keys=False, allow_unicode=True), encoding="utf-8")
     config = tmp / "run.yml"
-    config.write_text(yaml.safe_dump({"extends": str(demo_out / "axolotl.yml"), "output_dir": str(out)}),
-                      encoding="utf-8")
+    config.write_text(yaml.safe_dump({"extends": str(demo_out / "axolotl.yml"), "output_dir": str(out),
+                                      "datasets": datasets}), encoding="utf-8")
     return config
 
 
@@ -51,15 +58,16 @@ def test_train_leaves_a_loss_curve_and_tensorboard_logs(demo):
     out, _ = demo
     lora = out / "lora"
     assert (lora / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    state = json.loads((lora / "checkpoint-4" / "trainer_state.json").read_text())
+    steps = CPU_OVERRIDES["max_steps"]
+    state = json.loads((lora / f"checkpoint-{steps}" / "trainer_state.json").read_text())
     assert publish.training_log(lora) == [e for e in state["log_history"] if "loss" in e]
-    assert [e["step"] for e in publish.training_log(lora)] == [1, 2, 3, 4]
+    assert [e["step"] for e in publish.training_log(lora)] == list(range(1, steps + 1))
     assert list((lora / "runs").rglob("events.out.tfevents.*"))
 
 
 def test_loss_curve_of_a_killed_run_comes_from_its_newest_checkpoint(run_copy):
     out = run_copy.parent / "run"
-    shutil.rmtree(out / "checkpoint-4")
+    shutil.rmtree(out / f"checkpoint-{CPU_OVERRIDES['max_steps']}")
     (out / "loss.png").unlink()
     assert publish.main(["loss", str(run_copy)]) == 0
     assert [e["step"] for e in publish.training_log(out)] == [1, 2]
@@ -81,7 +89,7 @@ def test_card_is_built_from_the_runs_files(run_copy):
     out = run_copy.parent / "run"
     path = card.write(run_copy)
     text = path.read_text(encoding="utf-8")
-    stats = json.loads((run_copy.parent / "data" / "processed-sample" / "koalpaca.stats.json").read_text())
+    stats = json.loads((run_copy.parent / "data" / "koalpaca.stats.json").read_text())
     assert (f"| `beomi/KoAlpaca-v1.1a` | the question becomes the Alpaca instruction | {stats['rows_written']} | "
             f"{stats['rows_dropped']} (bad_json 1, wrong_type 1, empty_field 2) | 80% / 96.0% | none declared |") in text
     assert "| `kyujinpy/OpenOrca-KO` | unchanged | 24 | 3 (wrong_type 2, empty_field 1) | none | mit |" in text
@@ -100,11 +108,11 @@ def test_card_is_built_from_the_runs_files(run_copy):
 
     # change one input: the card changes with it
     stats["rows_written"], stats["system_instruction_share"] = 7, 0.5
-    (run_copy.parent / "data" / "processed-sample" / "koalpaca.stats.json").write_text(json.dumps(stats))
+    (run_copy.parent / "data" / "koalpaca.stats.json").write_text(json.dumps(stats))
     changed = card.render(run_copy)
     assert "| 7 | 4 (bad_json 1, wrong_type 1, empty_field 2) | 80% / 50.0% |" in changed
     # and data rewritten after training is flagged
-    (run_copy.parent / "data" / "processed-sample" / "koalpaca.jsonl").write_text('{"instruction": "x", "input": "", "output": "y"}\n')
+    (run_copy.parent / "data" / "koalpaca.jsonl").write_text('{"instruction": "x", "input": "", "output": "y"}\n')
     assert "**The dataset files below changed after training**" in card.render(run_copy)
 
 
@@ -177,7 +185,7 @@ def test_push_without_a_token_or_network_is_one_line(run_copy, capfd, monkeypatc
         assert "HF_REPO must be <user or org>/<name>" in capfd.readouterr().err
     # online mode, but nothing listens at the endpoint: still one line
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_x"}
-    r = subprocess.run([sys.executable, "-m", "recipe.publish", "push", str(run_copy), "--repo", "me/tiny-aog"],
+    r = subprocess.run([sys.executable, "-m", "publishing.publish", "push", str(run_copy), "--repo", "me/tiny-aog"],
                        cwd=run_copy.parent, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.splitlines()[-1].startswith("error: upload to me/tiny-aog failed: ")
@@ -210,5 +218,5 @@ def test_modelfile_needs_a_finished_merge(run_copy, capsys):
 
 def test_stale_merge_is_not_published(run_copy):
     (run_copy.parent / "run" / "adapter_model.safetensors").write_bytes(b"a different adapter")
-    with pytest.raises(ConfigError, match="no merged model of the current adapter"):
+    with pytest.raises(UserError, match="no merged model of the current adapter"):
         card.write(run_copy, merged=True)

@@ -1,4 +1,4 @@
-"""The run lifecycle (recipe/run.py) as a user meets it after the demo: tokenized data keyed on
+"""The run lifecycle (training/run.py) as a user meets it after the demo: tokenized data keyed on
 content, a folder never overwritten by accident, a killed run resumed, the card's batch on N GPUs,
 one CONFIG from train to chat, and a merged model that stops at <|end_of_text|> on its own."""
 import hashlib
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, SAMPLE_COUNTS, SAMPLE_ROWS, load_prepared, read_jsonl, write_jsonl
 
-from conftest import REPO, load_prepared, read_jsonl, write_jsonl
-from recipe import run
-from recipe.config import ADAPTER_FILE, ConfigError, load
+from common.errors import UserError
+from training import run
+from training.config import ADAPTER_FILE, load
 
 RECIPE = REPO / "axolotl_configs" / "aog-lora.yml"
 
@@ -44,7 +45,7 @@ def test_accumulation_keeps_the_cards_global_batch(config, gpus, expected, capsy
 
 
 def test_accumulation_that_does_not_divide_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"3 GPUs cannot keep .* global batch of 32 .* NGPUS in \[1, 2, 4, 8\]"):
+    with pytest.raises(UserError, match=r"3 GPUs cannot keep .* global batch of 32 .* NGPUS in \[1, 2, 4, 8\]"):
         run.with_accumulation(load(RECIPE), 3, keep=False)
     assert run.with_accumulation(load(RECIPE), 3, keep=True)["gradient_accumulation_steps"] == 8
 
@@ -52,7 +53,7 @@ def test_accumulation_that_does_not_divide_is_a_clear_error():
 def test_make_passes_the_launch_to_accelerate_and_the_record():
     r = make("-n", "train", "NGPUS=2", "NNODES=2", "NODE_RANK=1", "MAIN_ADDR=10.0.0.1", "RESUME=1", "TRACK=wandb")
     assert r.returncode == 0, r.stderr
-    assert ("-m recipe.run train axolotl_configs/aog-lora.yml --gpus 4 --resume" in " ".join(r.stdout.split())
+    assert ("-m training.run train axolotl_configs/aog-lora.yml --gpus 4 --resume" in " ".join(r.stdout.split())
             and "--track wandb --deepspeed axolotl_configs/deepspeed/zero2.json --node-rank 1" in r.stdout)
     assert ("-- --num_processes 4 --multi_gpu --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.1 "
             "--main_process_port 29500;") in r.stdout
@@ -113,7 +114,7 @@ def test_resume_of_an_empty_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_overwrite_never_deletes_the_repo(tmp_path):
-    with pytest.raises(ConfigError, match="holds this repo"):
+    with pytest.raises(UserError, match="holds this repo"):
         run.remove_run(Path("."))
 
 
@@ -123,7 +124,7 @@ def test_model_to_use_follows_the_run_of_the_config(tmp_path):
     out = tmp_path / "out"
     config = tmp_path / "c.yml"
     config.write_text(yaml.safe_dump({"extends": str(RECIPE), "output_dir": str(out)}), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"holds no trained model .* make train CONFIG="):
+    with pytest.raises(UserError, match=r"holds no trained model .* make train CONFIG="):
         run.model_to_use(config)
     out.mkdir()
     (out / ADAPTER_FILE).write_bytes(b"")
@@ -202,7 +203,7 @@ def test_killed_run_resumes_and_changed_data_is_never_trained_on_stale(lifecycle
     r = make("train", f"CONFIG={config}", "RESUME=1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = len(load_prepared(record))
-    assert rows == 25 + 24 + 20
+    assert rows == SAMPLE_ROWS
     cfg = yaml.safe_load(record.read_text(encoding="utf-8"))
     steps = math.ceil(math.ceil(rows / cfg["micro_batch_size"]) / cfg["gradient_accumulation_steps"])  # one epoch
     state = json.loads((out / f"checkpoint-{steps}" / "trainer_state.json").read_text())
@@ -225,7 +226,7 @@ def test_killed_run_resumes_and_changed_data_is_never_trained_on_stale(lifecycle
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     new = yaml.safe_load(record.read_text(encoding="utf-8"))
     assert new["dataset_prepared_path"] != old_prepared and "resume_from_checkpoint" not in new
-    assert len(load_prepared(record)) == 5 + 24 + 20
+    assert len(load_prepared(record)) == SAMPLE_ROWS - SAMPLE_COUNTS["koalpaca"][1] + 5
     assert f"Loading prepared dataset from disk at {new['dataset_prepared_path']}/" in r.stdout + r.stderr
     assert [c.name for c in run.checkpoints(out)] == ["checkpoint-1"]
 
@@ -297,3 +298,10 @@ def test_adapter_and_merged_folders_carry_the_tokenizers_ids(demo):
         assert (gen["bos_token_id"], gen["eos_token_id"], gen["pad_token_id"]) == \
             (tok.bos_token_id, tok.eos_token_id, tok.eos_token_id), folder
     assert AutoTokenizer.from_pretrained(out / "lora" / "merged").pad_token == "<|end_of_text|>"
+
+
+@pytest.mark.e2e  # imports Axolotl's data loaders (about 9 s)
+def test_the_content_key_covers_axolotls_own_hash_fields():
+    from axolotl.utils.data.shared import DATASET_HASH_CONFIG_EXTRA_FIELDS
+
+    assert set(DATASET_HASH_CONFIG_EXTRA_FIELDS) <= set(run.TOKENIZATION_FIELDS)

@@ -1,8 +1,8 @@
 """After training: the loss curve, the Hub upload and the Ollama Modelfile of a run, all from CONFIG.
 
-    python -m recipe.publish loss CONFIG        <output_dir>/loss.png from the newest checkpoint's log
-    python -m recipe.publish push CONFIG --repo USER/NAME [--merged] [--private] [--dry-run]
-    python -m recipe.publish ollama CONFIG      <output_dir>/merged/Modelfile in the card's prompt format
+    python -m publishing.publish loss CONFIG        <output_dir>/loss.png from the newest checkpoint's log
+    python -m publishing.publish push CONFIG --repo USER/NAME [--merged] [--private] [--dry-run]
+    python -m publishing.publish ollama CONFIG      <output_dir>/merged/Modelfile in the card's prompt format
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import json
 import sys
 from pathlib import Path
 
-from preprocess.pipeline import write_atomic
+from common.errors import UserError, run_command
+from common.files import write_atomic
 from preprocess.prompts import INSTRUCTION, QUESTION, RESPONSE, SYSTEM_INSTRUCTION
-from recipe import card
-from recipe.config import RESOLVED_NAME, ConfigError, load, report
-from recipe.run import MERGED, checkpoints, merged_model, output_dir, say
+from publishing import card
+from training.config import RESOLVED_NAME, load
+from training.run import MERGED, checkpoints, merged_model, output_dir, say
 
 # What never goes to the Hub: the training log, checkpoints (optimizer state) and a merge-only
 # config; beside an adapter also the base model's config.json that Axolotl copies there (it would
@@ -32,7 +33,7 @@ def training_log(out: Path) -> list[dict]:
     log = [e for e in json.loads((found[-1] / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
            if "loss" in e] if found else []
     if not log:
-        raise ConfigError(f"{out}/ has no checkpoint with a training log yet")
+        raise UserError(f"{out}/ has no checkpoint with a training log yet")
     return log
 
 
@@ -83,7 +84,7 @@ def push(config: Path, repo: str, merged: bool = False, private: bool = False, d
     except HFValidationError:
         repo = ""
     if repo.count("/") != 1:
-        raise ConfigError("HF_REPO must be <user or org>/<name> (letters, digits, '-', '_', '.'), "
+        raise UserError("HF_REPO must be <user or org>/<name> (letters, digits, '-', '_', '.'), "
                           f"got {repo or 'something else'!r}")
     card.write(config, merged, name=repo.split("/")[-1])
     plan = upload_plan(output_dir(load(config), config), merged)
@@ -98,7 +99,7 @@ def push(config: Path, repo: str, merged: bool = False, private: bool = False, d
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
     if get_token() is None:
-        raise ConfigError("no Hugging Face token: run `.venv/bin/hf auth login` or set HF_TOKEN (DRY_RUN=1 needs none)")
+        raise UserError("no Hugging Face token: run `.venv/bin/hf auth login` or set HF_TOKEN (DRY_RUN=1 needs none)")
     api = HfApi()
     try:
         api.create_repo(repo, private=private, exist_ok=True)
@@ -107,7 +108,7 @@ def push(config: Path, repo: str, merged: bool = False, private: bool = False, d
         commit = api.create_commit(repo, [CommitOperationAdd(name, str(path)) for name, path in plan],
                                    commit_message=f"Upload the {what} trained with {config}")
     except (httpx.HTTPError, OSError, ValueError, RuntimeError) as e:  # HfHubHTTPError, offline mode, xet
-        raise ConfigError(f"upload to {repo} failed: {(str(e) or type(e).__name__).splitlines()[0]} "
+        raise UserError(f"upload to {repo} failed: {(str(e) or type(e).__name__).splitlines()[0]} "
                           "(check the network, HF_HUB_OFFLINE and the token's write access)") from None
     say(f"uploaded: {commit.commit_url}")
 
@@ -143,7 +144,7 @@ def write_modelfile(config: Path) -> Path:
 
     merged = output_dir(load(config), config) / MERGED
     if not merged_model(merged.parent):
-        raise ConfigError(f"no merged model of the current adapter in {merged}/: Ollama imports a full model, "
+        raise UserError(f"no merged model of the current adapter in {merged}/: Ollama imports a full model, "
                           f"so run make merge CONFIG={config} first")
     path = merged / "Modelfile"
     write_atomic(path, modelfile(AutoTokenizer.from_pretrained(merged).eos_token))
@@ -164,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dry-run", action="store_true", help="list what would go up; needs no token")
     args = p.parse_args(argv)
     if args.cmd == "loss":
-        return report(lambda: plot_loss(output_dir(load(args.config), args.config)))
+        return run_command(lambda: plot_loss(output_dir(load(args.config), args.config)))
     if args.cmd == "ollama":
-        return report(lambda: write_modelfile(args.config))
-    return report(lambda: push(args.config, args.repo, args.merged, args.private, args.dry_run))
+        return run_command(lambda: write_modelfile(args.config))
+    return run_command(lambda: push(args.config, args.repo, args.merged, args.private, args.dry_run))
 
 
 if __name__ == "__main__":

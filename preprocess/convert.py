@@ -1,5 +1,5 @@
-"""Shared machinery of the per-source converters: reading, the system-instruction coin,
-drop accounting, atomic writes and the command line every converter exposes.
+"""The conversion engine behind every per-source converter: reading, the system-instruction
+coin, drop accounting, the report beside each output, and the command line each converter exposes.
 
 A converter is ``convert(row, ctx) -> {"instruction", "input", "output"}``; it raises
 ``Dropped(reason)`` for a row it cannot use and asks ``ctx.coin(identity)`` whether to add the
@@ -11,14 +11,14 @@ import argparse
 import hashlib
 import importlib
 import json
-import os
 import sys
-import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from common.errors import UserError, run_command
+from common.files import AtomicFile, stats_path
 from preprocess.prompts import DEFAULT_SYSTEM_RATE, SYSTEM_INSTRUCTION
 from preprocess.sources import REPO_ROOT, Source
 
@@ -34,10 +34,6 @@ DROP_REASONS = (
 )
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 MAX_LISTED_BAD_LINES = 1000
-
-
-class InputError(Exception):
-    """Bad input or arguments: reported as one line, never as a traceback."""
 
 
 def blank(text: str) -> bool:
@@ -107,31 +103,31 @@ def _check_text_file(path: Path, rows: list[tuple[int, Any]]) -> None:
     with open(path, "rb") as f:
         head = f.read(4096)
     if not head.strip():
-        raise InputError(f"{path}: the file is empty")
+        raise UserError(f"{path}: the file is empty")
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
-        raise InputError(f"{path}: UTF-16 text, not UTF-8: re-save it as UTF-8 (one JSON object per line)")
+        raise UserError(f"{path}: UTF-16 text, not UTF-8: re-save it as UTF-8 (one JSON object per line)")
     if rows and all(isinstance(v, Dropped) for _, v in rows):
         try:
             path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}: not UTF-8 text (byte {e.start}; CP949/EUC-KR?): re-save it as UTF-8, "
+            raise UserError(f"{path}: not UTF-8 text (byte {e.start}; CP949/EUC-KR?): re-save it as UTF-8, "
                              "e.g. iconv -f cp949 -t utf-8") from None
 
 
 def read_local(path: Path) -> list[tuple[int, Any]]:
     """Rows of a local file as (row number, value); row numbers are 1-based lines for JSONL."""
     if not path.is_file():
-        raise InputError(f"{path}: input file not found")
+        raise UserError(f"{path}: input file not found")
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
-        raise InputError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(LOCAL_SUFFIXES)}")
+        raise UserError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(LOCAL_SUFFIXES)}")
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
             table = pq.read_table(path)
         except Exception as e:  # pyarrow raises several types for a corrupt file
-            raise InputError(f"{path}: not a readable parquet file ({e})") from None
+            raise UserError(f"{path}: not a readable parquet file ({e})") from None
         return list(enumerate(table.to_pylist(), start=1))
     if suffix == ".json":
         try:
@@ -144,7 +140,7 @@ def read_local(path: Path) -> list[tuple[int, Any]]:
             return list(enumerate(whole, start=1))
         if isinstance(whole, dict):
             return [(1, whole)]
-        raise InputError(f"{path}: expected a JSON array of objects or JSON lines")
+        raise UserError(f"{path}: expected a JSON array of objects or JSON lines")
     rows = list(_parse_json_lines(path))
     _check_text_file(path, rows)
     return rows
@@ -158,7 +154,7 @@ def load_hub(source: Source) -> tuple[list[tuple[int, Any]], list[str], str | No
         ds = load_dataset(source.hub_id, revision=source.revision, split=source.split, data_files=source.data_files)
     except Exception as e:
         reason = (str(e).strip().splitlines() or [""])[0]
-        raise InputError(
+        raise UserError(
             f"could not load {source.hub_id} (revision {source.revision}, split {source.split}) "
             f"from the Hugging Face Hub: {type(e).__name__}: {reason}\n"
             f"  Without Hub access, pass --input FILE (.jsonl/.json/.parquet in the source's own "
@@ -177,7 +173,7 @@ def check_columns(source: Source, columns: set[str], where: str) -> None:
     missing = [c for c in source.columns if c not in columns]
     if missing:
         found = ", ".join(sorted(columns)) or "none"
-        raise InputError(
+        raise UserError(
             f"{where}: required column '{missing[0]}' is missing (columns found: {found}). "
             f"The {source.name} converter reads {source.hub_id} rows with columns: "
             f"{', '.join(source.columns)}."
@@ -209,48 +205,6 @@ def _convert_one(source: Source, value: Any, convert: Converter, ctx: RowContext
         raise Dropped("bad_json") from None
 
 
-class _AtomicFile:
-    """A text file written under a temporary name and renamed into place by ``commit``."""
-
-    def __init__(self, path: Path, binary: bool = False):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        self.file = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-
-    def commit(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.file.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write a whole file so that a failure leaves the previous version (or nothing) in place."""
-    f = _AtomicFile(Path(path), binary=isinstance(content, bytes))
-    try:
-        f.file.write(content)
-        f.commit()
-    except BaseException:
-        f.discard()
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _display_path(path: Path) -> str:
     """A path as reports show it: relative to the repo when inside it, so reports do not
     depend on where the repo was cloned."""
@@ -260,10 +214,6 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def stats_path(output: Path) -> Path:
-    return output.with_name(output.name.removesuffix(".jsonl") + ".stats.json")
-
-
 PROVENANCE = ("source", "source_row")  # columns every converted row carries; no source dataset has them
 
 
@@ -271,12 +221,12 @@ def _refuse_unsafe_paths(input_path: Path | None, output: Path) -> None:
     from preprocess.sources import SAMPLE_DIR
 
     if output.resolve().is_relative_to(SAMPLE_DIR.resolve()):
-        raise InputError(f"{output}: refusing to write into {SAMPLE_DIR} (the bundled samples); "
+        raise UserError(f"{output}: refusing to write into {SAMPLE_DIR} (the bundled samples); "
                          "choose another --output / DATA_DIR")
     if output.is_dir():
-        raise InputError(f"{output}: is a folder; --output names the JSONL file to write")
+        raise UserError(f"{output}: is a folder; --output names the JSONL file to write")
     if input_path is not None and input_path.resolve() in (output.resolve(), stats_path(output).resolve()):
-        raise InputError(f"{input_path}: the input is also the output; choose another --output")
+        raise UserError(f"{input_path}: the input is also the output; choose another --output")
 
 
 def _sweep_stale_temps(output: Path) -> None:
@@ -305,14 +255,14 @@ def build(
     if not source.adds_system_instruction:
         system_rate = None
     if system_rate is not None and not 0.0 <= system_rate <= 1.0:
-        raise InputError(f"--system-rate must be between 0 and 1, got {system_rate}")
+        raise UserError(f"--system-rate must be between 0 and 1, got {system_rate}")
     output = Path(output) if output else source.output_path()
     _refuse_unsafe_paths(Path(input_path) if input_path else None, output)
     if input_path:
         rows = read_local(Path(input_path))
         columns = {k for _, v in rows if isinstance(v, dict) for k in v}
         if set(PROVENANCE) <= columns and not set(PROVENANCE) & set(source.columns):
-            raise InputError(f"{input_path}: looks like converted output (it has the {' and '.join(PROVENANCE)} "
+            raise UserError(f"{input_path}: looks like converted output (it has the {' and '.join(PROVENANCE)} "
                              f"columns that {source.name} writes); give the original {source.hub_id} rows")
         check_columns(source, columns, input_path)
         origin, revision = _display_path(Path(input_path)), None
@@ -338,7 +288,7 @@ def _write(source: Source, convert: Converter, rows: list, output: Path, origin:
     digest = hashlib.sha256()
     seen: set[bytes] = set()
     duplicates = 0
-    out, report = _AtomicFile(output, binary=True), _AtomicFile(stats_path(output))
+    out, report = AtomicFile(output, binary=True), AtomicFile(stats_path(output))
     try:
         from tqdm import tqdm
 
@@ -369,7 +319,7 @@ def _write(source: Source, convert: Converter, rows: list, output: Path, origin:
             written += 1
             with_system += row["instruction"] == SYSTEM_INSTRUCTION
         if written == 0:
-            raise InputError(f"{origin}: no usable rows ({_drop_summary(dropped)}); nothing written")
+            raise UserError(f"{origin}: no usable rows ({_drop_summary(dropped)}); nothing written")
         stats = {
             "source": source.name,
             "input": origin,
@@ -439,14 +389,8 @@ def summary_line(stats: dict) -> str:
 
 # ---------------------------------------------------------------- command line
 
-def parser(description: str, uses_system_rate: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--input", metavar="SRC",
-                   help="local .jsonl/.json/.parquet in the source's own columns "
-                        "(default: the pinned Hub revision)")
-    p.add_argument("--output", metavar="PATH", type=Path,
-                   help="output JSONL (default: data/processed/<source>.jsonl); "
-                        "a <name>.stats.json report is written beside it")
+def add_run_args(p: argparse.ArgumentParser, uses_system_rate: bool = True) -> argparse.ArgumentParser:
+    """The options every build command shares; their defaults are defined here and nowhere else."""
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the system-instruction coin")
     rate_help = ("probability of adding the system instruction" if uses_system_rate
                  else "accepted for a uniform interface; has no effect on this source")
@@ -455,28 +399,28 @@ def parser(description: str, uses_system_rate: bool) -> argparse.ArgumentParser:
     return p
 
 
-def run(argv: list[str] | None, jobs: Callable[[argparse.Namespace], list[dict]], p: argparse.ArgumentParser) -> int:
-    """Parse arguments, run ``jobs`` and turn expected failures into one-line errors."""
+def parser(description: str, uses_system_rate: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--input", metavar="SRC",
+                   help="local .jsonl/.json/.parquet in the source's own columns "
+                        "(default: the pinned Hub revision)")
+    p.add_argument("--output", metavar="PATH", type=Path,
+                   help="output JSONL (default: data/processed/<source>.jsonl); "
+                        "a <name>.stats.json report is written beside it")
+    return add_run_args(p, uses_system_rate)
+
+
+def run_cli(argv: list[str] | None, build_all: Callable[[argparse.Namespace], list[dict]],
+            p: argparse.ArgumentParser) -> int:
+    """Parse arguments, build, and print one summary line per output written."""
     args = p.parse_args(argv)
-    try:
-        for stats in jobs(args):
-            print(summary_line(stats))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a read-only folder, a full disk
-        print(f"error: cannot write {e.filename or 'the output'}: {e.strerror or e}; nothing was changed", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no output was changed", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(lambda: [print(summary_line(stats)) for stats in build_all(args)])
 
 
-def main(source: Source, convert: Converter, description: str, argv: list[str] | None = None) -> int:
+def converter_main(source: Source, convert: Converter, description: str, argv: list[str] | None = None) -> int:
     """Entry point of ``python -m preprocess.<source>``."""
-    def job(args):
+    def build_one(args):
         return [build(source, convert, args.input, args.output, args.seed, args.system_rate,
                       not args.no_progress)]
 
-    return run(argv, job, parser(description, source.adds_system_instruction))
+    return run_cli(argv, build_one, parser(description, source.adds_system_instruction))

@@ -1,6 +1,6 @@
 """Chat with a model in the card's prompt format, one-shot or interactive, streaming tokens.
 
-    python -m recipe.chat [MODEL] [--config CONFIG] [--adapter DIR] [--question Q] [--format card|alpaca] [--show-prompt]
+    python -m evaluation.chat [MODEL] [--config CONFIG] [--adapter DIR] [--question Q] [--format card|alpaca] [--show-prompt]
 
 Without MODEL, the model is the run of ``--config``: its merged model, else base + adapter.
 
@@ -17,10 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.errors import UserError, run_command
+from common.files import missing_local
 from preprocess.prompts import SYSTEM_INSTRUCTION, card_prompt, render_dialogue
-from recipe.config import ConfigError
-from recipe.paths import missing_local
-from recipe.run import model_to_use
+from training.run import model_to_use
 
 FORMATS = ("card", "alpaca")
 
@@ -88,35 +88,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--show-prompt", action="store_true", help="print each rendered prompt before the answer")
     args = p.parse_args(argv)
-    try:
-        args.model, args.adapter, _ = model_to_use(args.config, args.model, args.adapter)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: chat(args))
+
+
+def chat(args: argparse.Namespace) -> None:
+    args.model, args.adapter, _ = model_to_use(args.config, args.model, args.adapter)
     for name in filter(None, (args.model, args.adapter)):
         if missing_local(name):
-            print(f"error: {name}: folder not found (train and merge first, or give a Hub id)", file=sys.stderr)
-            return 2
+            raise UserError(f"{name}: folder not found (train and merge first, or give a Hub id)")
     try:
-        chat = Chat(args.model, args.adapter, args.format, args.instruction, args.max_new_tokens, args.temperature)
+        session = Chat(args.model, args.adapter, args.format, args.instruction, args.max_new_tokens, args.temperature)
     except (OSError, ValueError) as e:  # transformers/peft errors for a missing or incomplete folder
-        print(f"error: cannot load {args.model}{' + ' + args.adapter if args.adapter else ''}: "
-              f"{str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+        raise UserError(f"cannot load {args.model}{' + ' + args.adapter if args.adapter else ''}: "
+                        f"{str(e).splitlines()[0]}") from None
     if args.question:
-        chat.ask(args.question, show_prompt=args.show_prompt)
-        return 0
+        session.ask(args.question, show_prompt=args.show_prompt)
+        return
     print("Type a question; /reset clears the history, /exit quits.", file=sys.stderr)
     for line in sys.stdin:
         question = line.strip()
         if question == "/exit":
             break
         if question == "/reset":
-            chat.history.clear()
+            session.history.clear()
         elif question:
-            chat.ask(question, show_prompt=args.show_prompt)
-    return 0
-
+            session.ask(question, show_prompt=args.show_prompt)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,11 @@
 """Axolotl configs: resolve ``extends``, check them, and write the CPU demo copy.
 
-    python -m recipe.config check CONFIG [CONFIG ...]   schema + unknown-key check
-    python -m recipe.config cpu CONFIG --model DIR --data-dir DIR --out DIR   CPU demo copy
+    python -m training.config check CONFIG [CONFIG ...]   schema + unknown-key check
+    python -m training.config cpu CONFIG --model DIR --data-dir DIR --out DIR   CPU demo copy
 
 An ablation YAML names its parent with ``extends: ../aog-lora.yml`` and sets only the keys it
 changes (top-level keys replace the parent's). Axolotl itself always gets a resolved, complete
-YAML: ``recipe.run`` writes it to ``<output_dir>/axolotl.yml``, the record of the run.
+YAML: ``training.run`` writes it to ``<output_dir>/axolotl.yml``, the record of the run.
 """
 from __future__ import annotations
 
@@ -17,24 +17,12 @@ from pathlib import Path
 
 import yaml
 
+from common.errors import UserError, run_command
+from common.files import write_atomic
+
 EXTENDS = "extends"
 RESOLVED_NAME = "axolotl.yml"
 ADAPTER_FILE = "adapter_model.safetensors"
-
-
-class ConfigError(Exception):
-    """A config or run that cannot go on; reported as one message, never a traceback."""
-
-
-def report(action) -> int:
-    """A command's body, run: exit status 0, or one ``error: ...`` line and 2 for a ConfigError
-    and for a file it cannot read or write (OSError) or parse (broken YAML)."""
-    try:
-        action()
-    except (ConfigError, OSError, yaml.YAMLError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -55,16 +43,16 @@ def load(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
     """The complete config of ``path``, with its ``extends`` chain applied."""
     path = Path(path)
     if path.resolve() in _chain:
-        raise ConfigError(f"{path}: `extends` loops back to a config already in the chain "
+        raise UserError(f"{path}: `extends` loops back to a config already in the chain "
                           f"({' -> '.join(str(p) for p in _chain + (path.resolve(),))})")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config not found") from None
+        raise UserError(f"{path}: config not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of Axolotl options")
+        raise UserError(f"{path}: expected a mapping of Axolotl options")
     parent = raw.pop(EXTENDS, None)
     if parent is None:
         return raw
@@ -120,7 +108,7 @@ def unknown_keys(cfg: dict) -> list[str]:
         prepare_plugins(DictDefault(cfg))  # logs, and skips, a plugin it cannot import
         missing = [name for name in cfg["plugins"] if name not in PluginManager.get_instance().plugins]
         if missing:
-            raise ConfigError(f"plugins: cannot load {', '.join(missing)} (check the module path)")
+            raise UserError(f"plugins: cannot load {', '.join(missing)} (check the module path)")
         schema = merge_input_args()[1]
     else:  # not the merged schema: the plugin registry is process-wide and may hold an earlier config's plugins
         schema = AxolotlInputConfig
@@ -132,12 +120,23 @@ def unknown_keys(cfg: dict) -> list[str]:
     return found
 
 
+def builtin_dataset_types() -> set[str]:
+    """The keys of Axolotl's ``DATASET_HANDLERS``, read from its source: importing that module loads
+    every data loader, two thirds of a `make check`. A test compares the two."""
+    import ast
+
+    path = Path(importlib.util.find_spec("axolotl").submodule_search_locations[0]) / "utils" / "data" / "wrappers.py"
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "DATASET_HANDLERS" for t in node.targets):
+            return {k.value for k in node.value.keys}
+    raise RuntimeError(f"{path} no longer defines DATASET_HANDLERS; update training.config for this Axolotl")
+
+
 def unknown_dataset_types(cfg: dict) -> list[str]:
     """Dataset ``type:`` strings Axolotl cannot resolve: its built-in handlers, a module of its
     prompt strategies, or an importable module of your own. Axolotl itself finds out only while
     tokenizing, after a GPU job has started."""
-    from axolotl.utils.data.wrappers import DATASET_HANDLERS
-
+    builtin = builtin_dataset_types()
     bad = []
     for i, d in enumerate(cfg.get("datasets") or []):
         t = d.get("type")
@@ -146,7 +145,7 @@ def unknown_dataset_types(cfg: dict) -> list[str]:
         base = t.split(":")[0]
         parts = base.split(".")
         module = ".".join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("load") else base
-        if base in DATASET_HANDLERS or base == "messages" or base.startswith(("bradley_terry", "stepwise_supervised")):
+        if base in builtin or base == "messages" or base.startswith(("bradley_terry", "stepwise_supervised")):
             continue
         for candidate in (f"axolotl.prompt_strategies.{module}", module):
             try:
@@ -200,9 +199,9 @@ def zero_stage(cfg: dict) -> int | None:
     try:
         conf = ds if isinstance(ds, dict) else json.loads(Path(ds).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"DeepSpeed config not found: {ds}") from None
+        raise UserError(f"DeepSpeed config not found: {ds}") from None
     except ValueError as e:
-        raise ConfigError(f"{ds}: not valid JSON ({e})") from None
+        raise UserError(f"{ds}: not valid JSON ({e})") from None
     return (conf.get("zero_optimization") or {}).get("stage")
 
 
@@ -224,7 +223,7 @@ def gpu_settings(cfg: dict, gpu: str, gpus: int = 1) -> list[str]:
     from axolotl.utils.dict import DictDefault
 
     if gpu not in GPUS:
-        raise ConfigError(f"GPU must be one of {', '.join(GPUS)}, got {gpu!r}")
+        raise UserError(f"GPU must be one of {', '.join(GPUS)}, got {gpu!r}")
     caps = {"bf16": True, "tf32": True, "fp8": GPUS[gpu] >= "sm_90", "n_gpu": gpus, "compute_capability": GPUS[gpu]}
     v = validate_config(DictDefault(json.loads(json.dumps(cfg))), capabilities=caps,
                         env_capabilities={"torch_version": torch.__version__.split("+")[0]})
@@ -251,41 +250,47 @@ def gpu_settings(cfg: dict, gpu: str, gpus: int = 1) -> list[str]:
     return lines
 
 
+def with_choices(cfg: dict) -> tuple[dict, list[str]]:
+    """The config as `make train` runs it here: the attention this machine can run and the LoRA
+    kernels the launch allows; and a note on each change."""
+    notes = []
+    for choose in (usable_attention, safe_kernels):
+        cfg, note = choose(cfg)
+        notes += [note] if note else []
+    return cfg, notes
+
+
 def check(path: Path, quiet: bool = False) -> dict:
     """Resolve ``path``, apply the attention and kernel choices ``make train`` makes, and run
     Axolotl's own validation plus the unknown-key check."""
-    cfg = load(path)
-    for choose in (usable_attention, safe_kernels):
-        cfg, note = choose(cfg)
-        if note and not quiet:
-            print(f"{path}: {note}", file=sys.stderr)
+    cfg, notes = with_choices(load(path))
+    for note in notes if not quiet else ():
+        print(f"{path}: {note}", file=sys.stderr)
     unknown = unknown_keys(cfg)
     if unknown:
-        raise ConfigError(f"{path}: unknown Axolotl option(s): {', '.join(unknown)} "
+        raise UserError(f"{path}: unknown Axolotl option(s): {', '.join(unknown)} "
                           "(Axolotl would ignore them silently; check the spelling)")
     types = unknown_dataset_types(cfg)
     if types:
-        raise ConfigError(f"{path}: unknown dataset type(s): {', '.join(types)} (Axolotl knows e.g. alpaca, "
+        raise UserError(f"{path}: unknown dataset type(s): {', '.join(types)} (Axolotl knows e.g. alpaca, "
                           "chat_template, completion; see its dataset formats docs)")
-    from pydantic import ValidationError
-
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
+    from pydantic import ValidationError
 
     try:
         validate_config(DictDefault(cfg))
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: rejected by Axolotl: {problems}") from None
+        raise UserError(f"{path}: rejected by Axolotl: {problems}") from None
     except ValueError as e:
-        raise ConfigError(f"{path}: rejected by Axolotl: {e}") from None
+        raise UserError(f"{path}: rejected by Axolotl: {e}") from None
     return cfg
 
 
 def write_resolved(cfg: dict, origin: Path, out: Path) -> Path:
-    from preprocess.pipeline import write_atomic
 
-    header = f"# Resolved from {origin} by recipe.config; edit that file, not this one.\n"
+    header = f"# Resolved from {origin} by training.config; edit that file, not this one.\n"
     asked = load(origin).get("attn_implementation")
     if asked and asked != cfg.get("attn_implementation"):
         header += f"# attn_implementation: {cfg.get('attn_implementation')} here, where {origin} asks {asked}\n"
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = cpu_copy(check(args.config), args.model, args.data_dir, args.out)
             print(write_resolved(cfg, args.config, args.out / RESOLVED_NAME))
-    return report(action)
+    return run_command(action)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 the CPU build where there is no NVIDIA GPU. Standard library only: it runs before the venv has
 anything in it.
 
-    python3 -m recipe.torch_build install VENV_PYTHON [cpu|cu126|cu128|cu130]
+    python3 -m training.torch_build install VENV_PYTHON [cpu|cu126|cu128|cu130]
 
 torch 2.13.0 from PyPI on Linux is the CUDA 13.0 build, which needs driver 580 or newer; older
 drivers need a CUDA 12 build from download.pytorch.org. CUDA 12 builds run on any driver from 525
@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from common.errors import UserError, run_command
 
 BUILDS = ("cpu", "cu126", "cu128", "cu130")
 # Oldest driver major each CUDA build runs on, newest build first (NVIDIA's CUDA release notes).
@@ -36,18 +38,18 @@ def choose(driver_version: str | None, forced: str | None = None) -> str:
     """The build for this driver (None: no NVIDIA GPU), unless TORCH_CUDA forces one."""
     if forced:
         if forced not in BUILDS:
-            raise ValueError(f"TORCH_CUDA must be one of {', '.join(BUILDS)}, got {forced!r}")
+            raise UserError(f"TORCH_CUDA must be one of {', '.join(BUILDS)}, got {forced!r}")
         return forced
     if driver_version is None:
         return "cpu"
     m = re.match(r"(\d+)", driver_version)
     if not m:
-        raise ValueError(f"cannot read the NVIDIA driver version {driver_version!r}; set TORCH_CUDA=cu126|cu128|cu130")
+        raise UserError(f"cannot read the NVIDIA driver version {driver_version!r}; set TORCH_CUDA=cu126|cu128|cu130")
     major = int(m.group(1))
     for oldest, build in DRIVER_RULES:
         if major >= oldest:
             return build
-    raise ValueError(f"NVIDIA driver {driver_version} is older than 525, the oldest any torch 2.13 CUDA build "
+    raise UserError(f"NVIDIA driver {driver_version} is older than 525, the oldest any torch 2.13 CUDA build "
                      "runs on: update the driver (580+ for CUDA 13.0), or set TORCH_CUDA=cpu")
 
 
@@ -73,17 +75,12 @@ def installed_build(python: str) -> str | None:
     return found if done.returncode == 0 and found else None
 
 
-def install(python: str, forced: str | None, requirements: Path = Path("requirements.txt")) -> int:
+def install(python: str, forced: str | None, requirements: Path = Path("requirements.txt")) -> None:
     pins = re.findall(r"^torch==(\S+)", requirements.read_text(encoding="utf-8"), re.M)
     if not pins:
-        print(f"error: {requirements} pins no torch==<version>", file=sys.stderr)
-        return 2
+        raise UserError(f"{requirements} pins no torch==<version>")
     found = driver()
-    try:
-        build = choose(found, forced)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    build = choose(found, forced)
     why = f"TORCH_CUDA={forced}" if forced else (f"NVIDIA driver {found}" if found else "no NVIDIA driver")
     print(f"torch {pins[0]}: the {build} build ({why}; TORCH_CUDA=cpu|cu126|cu128|cu130 chooses another)")
     attempts = pip_attempts(build, pins[0])
@@ -96,9 +93,8 @@ def install(python: str, forced: str | None, requirements: Path = Path("requirem
         done = subprocess.run([python, "-m", "pip", "install", "--quiet", *args],
                               stderr=None if last else subprocess.DEVNULL)
         if done.returncode == 0:
-            return 0
-    print(f"error: could not install the {build} build of torch {pins[0]} (see pip's message above)", file=sys.stderr)
-    return 2
+            return
+    raise UserError(f"could not install the {build} build of torch {pins[0]} (see pip's message above)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) not in (2, 3) or args[0] != "install":
         print(__doc__, file=sys.stderr)
         return 2
-    return install(args[1], args[2] if len(args) == 3 and args[2] else None)
+    return run_command(lambda: install(args[1], args[2] if len(args) == 3 and args[2] else None))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The life of a training run: the data it tokenizes, the folder it owns, its batch on N GPUs, and
 the model it hands on.
 
-    python -m recipe.run train CONFIG [--gpus N] [--resume | --overwrite] [--keep-accumulation] [--track wandb|mlflow]
-    python -m recipe.run finish-train RECORD     generation_config.json in the adapter folder
-    python -m recipe.run merge CONFIG            the adapter is there and not empty -> prints the record
-    python -m recipe.run finish-merge RECORD     training tokenizer + generation_config.json in merged/
+    python -m training.run train CONFIG [--gpus N] [--resume | --overwrite] [--keep-accumulation] [--track wandb|mlflow]
+    python -m training.run finish-train RECORD     generation_config.json in the adapter folder
+    python -m training.run merge CONFIG            the adapter is there and not empty -> prints the record
+    python -m training.run finish-merge RECORD     training tokenizer + generation_config.json in merged/
 
 ``train`` checks CONFIG, tokenizes its data once into a folder named by the content of that data
 (see ``prepared_dir``), refuses a folder that already holds a run unless told to resume or start
@@ -27,17 +27,19 @@ from pathlib import Path
 
 import yaml
 
-from preprocess.pipeline import sha256_file, write_atomic
-from recipe.config import (ADAPTER_FILE, RESOLVED_NAME, ConfigError, check, load, missing_data, report, safe_kernels,
-                           write_resolved)
+from common.errors import UserError, run_command
+from common.files import sha256_file, write_atomic
+from preprocess.sources import REPO_ROOT
+from training.config import ADAPTER_FILE, RESOLVED_NAME, check, load, missing_data, safe_kernels, write_resolved
 
 PREPARED_ROOT = Path("data/prepared")  # where tokenized data lives when a config names no dataset_prepared_path
 KEY = re.compile(r"[0-9a-f]{16}")
 MERGED = "merged"
 MERGE_MARKER = "merged_from.json"  # written last by finish-merge: the sha256 of the adapter merged
-# Config fields that change what `axolotl preprocess` writes, besides Axolotl's own hash fields.
-# Axolotl's cache key (utils/data/shared.py) covers a subset of these and never the file
-# contents, so a rewritten JSONL at the same path would load stale tokens.
+# Config fields that change what `axolotl preprocess` writes, Axolotl's own hash fields included
+# (DATASET_HASH_CONFIG_EXTRA_FIELDS in utils/data/shared.py; a test checks they are all here). Its
+# cache key covers a subset of these and never the file contents, so a rewritten JSONL at the same
+# path would load stale tokens.
 TOKENIZATION_FIELDS = (
     "base_model", "base_model_config", "tokenizer_config", "tokenizer_type", "tokenizer_use_fast",
     "tokenizer_legacy", "revision_of_model", "tokens", "datasets", "test_datasets", "sequence_len",
@@ -47,6 +49,9 @@ TOKENIZATION_FIELDS = (
     "dataset_shard_num", "dataset_shard_idx", "skip_prepare_dataset", "kd_temperature", "eval_sequence_len",
     "rl", "reward_model", "process_reward_model", "trust_remote_code", "tokenizer_use_mistral_common",
     "use_pose", "pose_split_on_token_ids", "pose_max_context_len", "streaming", "pretraining_dataset",
+    "added_tokens_overrides", "chat_template", "chat_template_jinja", "chat_template_kwargs", "default_system_message",
+    "eot_tokens", "sample_packing_bin_size", "sample_packing_group_size", "sample_packing_sequentially",
+    "special_tokens", "train_on_inputs",
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
@@ -94,9 +99,7 @@ def _tokenizer_files(cfg: dict) -> dict[str, str]:
 def prepared_key(cfg: dict) -> str:
     """16 hex digits of the sha256 of every dataset file, the tokenizer files and every config
     field that changes tokenization (Axolotl's own hash fields included), and Axolotl's version."""
-    from axolotl.utils.data.shared import DATASET_HASH_CONFIG_EXTRA_FIELDS
-
-    fields = sorted(set(TOKENIZATION_FIELDS) | set(DATASET_HASH_CONFIG_EXTRA_FIELDS))
+    fields = sorted(set(TOKENIZATION_FIELDS))
     files = [p for d in (cfg.get("datasets") or []) + (cfg.get("test_datasets") or []) for p in _local_files(d)]
     payload = {"axolotl": version("axolotl"),
                "config": {k: cfg[k] for k in fields if cfg.get(k) is not None},
@@ -116,9 +119,10 @@ def prepared_dir(cfg: dict) -> Path:
 
 
 def ensure_prepared(cfg: dict, where: Path) -> Path:
-    """Run ``axolotl preprocess`` into ``where`` unless it is already there. It writes to a
-    temporary folder renamed into place on success, under a lock, so an interrupted or concurrent
-    run never leaves a half-written folder under the final name."""
+    """Run ``axolotl preprocess`` (through ``training.prepare``, which also records each row's
+    lengths) into ``where`` unless it is already there. It writes to a temporary folder renamed into
+    place on success, under a lock, so an interrupted or concurrent run never leaves a half-written
+    folder under the final name."""
     from filelock import FileLock
 
     if where.is_dir():
@@ -127,7 +131,7 @@ def ensure_prepared(cfg: dict, where: Path) -> Path:
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create {where.parent}/ for the tokenized data ({e.strerror}); "
+        raise UserError(f"cannot create {where.parent}/ for the tokenized data ({e.strerror}); "
                           "set dataset_prepared_path to a writable folder") from None
     with FileLock(str(where.parent / f".{where.name}.lock")):
         if where.is_dir():  # another run built it while this one waited
@@ -140,13 +144,16 @@ def ensure_prepared(cfg: dict, where: Path) -> Path:
         (tmp / RESOLVED_NAME).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
         say(f"tokenizing the data once with `axolotl preprocess` into {where} ...")
         try:
-            rc = subprocess.run([sys.executable, "-m", "axolotl.cli.main", "preprocess", str(tmp / RESOLVED_NAME),
-                                 "--no-download"], stdout=2).returncode  # its log to stderr: stdout is the record path
+            # Axolotl's tokenizing workers are forked: tokenizer threads off there, to avoid deadlocks.
+            env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",
+                   "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
+            rc = subprocess.run([sys.executable, "-m", "training.prepare", str(tmp / RESOLVED_NAME)], stdout=2,
+                                env=env).returncode  # its log to stderr: stdout is the record path
         except KeyboardInterrupt:
             rc = 130
         if rc != 0 or not any((tmp / "data").glob("*/dataset_info.json")):
             shutil.rmtree(tmp, ignore_errors=True)
-            raise ConfigError(f"`axolotl preprocess` failed (exit {rc}) on the datasets of this config; "
+            raise UserError(f"`axolotl preprocess` failed (exit {rc}) on the datasets of this config; "
                               "its log is above, and nothing was kept")
         os.replace(tmp / "data", where)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -183,7 +190,7 @@ def remove_run(out: Path) -> None:
     here = Path.cwd().resolve()
     target = out.resolve()
     if target == here or target in here.parents or target == Path.home().resolve():
-        raise ConfigError(f"OVERWRITE=1 would delete {out}/, which holds this repo or your home; "
+        raise UserError(f"OVERWRITE=1 would delete {out}/, which holds this repo or your home; "
                           "set output_dir to a folder of its own")
     shutil.rmtree(target)
     say(f"OVERWRITE=1: deleted the previous run in {out}/")
@@ -191,7 +198,7 @@ def remove_run(out: Path) -> None:
 
 def output_dir(cfg: dict, config: Path) -> Path:
     if not cfg.get("output_dir"):
-        raise ConfigError(f"{config}: set output_dir, the folder this run owns")
+        raise UserError(f"{config}: set output_dir, the folder this run owns")
     return Path(cfg["output_dir"])
 
 
@@ -204,22 +211,23 @@ def resume_point(out: Path, cfg: dict) -> Path:
     """The last complete checkpoint, after checking that the run's record matches ``cfg``."""
     found = checkpoints(out)
     if not found:
-        raise ConfigError(f"RESUME=1: {out}/ has no complete checkpoint to resume from; "
+        raise UserError(f"RESUME=1: {out}/ has no complete checkpoint to resume from; "
                           "start again with OVERWRITE=1")
     record_path = out / RESOLVED_NAME
     if not record_path.is_file():
-        raise ConfigError(f"RESUME=1: {record_path}, the record of the run to resume, is missing; "
+        raise UserError(f"RESUME=1: {record_path}, the record of the run to resume, is missing; "
                           "start again with OVERWRITE=1")
-    record = yaml.safe_load(record_path.read_text(encoding="utf-8"))
-    if not isinstance(record, dict):
-        raise ConfigError(f"RESUME=1: {record_path}, the record of the run to resume, is not a config; "
-                          "start again with OVERWRITE=1")
+    try:
+        record = load(record_path)
+    except UserError:
+        raise UserError(f"RESUME=1: {record_path}, the record of the run to resume, is not a config; "
+                        "start again with OVERWRITE=1") from None
     changed = changed_keys(record, cfg)
     if "dataset_prepared_path" in changed:
-        raise ConfigError(f"RESUME=1: the training data or its tokenization changed since the run in {out}/ "
+        raise UserError(f"RESUME=1: the training data or its tokenization changed since the run in {out}/ "
                           "started, and resuming would mix two datasets; start again with OVERWRITE=1")
     if changed:
-        raise ConfigError(f"RESUME=1: the config differs from the run in {out}/ in {', '.join(changed)}; "
+        raise UserError(f"RESUME=1: the config differs from the run in {out}/ in {', '.join(changed)}; "
                           f"undo the change (the run's settings are in {record_path}) or start again with OVERWRITE=1")
     return found[-1]
 
@@ -229,7 +237,7 @@ def resume_point(out: Path, cfg: dict) -> Path:
 def with_accumulation(cfg: dict, gpus: int, keep: bool) -> dict:
     """Keep the YAML's global batch (micro batch x accumulation, written for one GPU) on ``gpus``."""
     if gpus < 1:
-        raise ConfigError(f"NGPUS must be at least 1, got {gpus}")
+        raise UserError(f"NGPUS must be at least 1, got {gpus}")
     mb, ga = cfg.get("micro_batch_size") or 1, cfg.get("gradient_accumulation_steps") or 1
     if gpus == 1:
         return cfg
@@ -239,7 +247,7 @@ def with_accumulation(cfg: dict, gpus: int, keep: bool) -> dict:
         return cfg
     if ga % gpus:
         fits = [n for n in range(1, ga + 1) if ga % n == 0]
-        raise ConfigError(f"{gpus} GPUs cannot keep the config's global batch of {mb * ga} sequences "
+        raise UserError(f"{gpus} GPUs cannot keep the config's global batch of {mb * ga} sequences "
                           f"(micro batch {mb} x accumulation {ga}): {mb * ga} / ({mb} x {gpus}) is not a whole "
                           f"number. Use NGPUS in {fits}, or KEEP_ACCUMULATION=1 for accumulation {ga} per GPU "
                           f"(a global batch of {gpus * mb * ga})")
@@ -265,10 +273,10 @@ def with_tracking(cfg: dict, track: str | None, out: Path) -> dict:
         import importlib.util
 
         if importlib.util.find_spec("mlflow") is None:
-            raise ConfigError("TRACK=mlflow needs the mlflow package: .venv/bin/pip install mlflow")
+            raise UserError("TRACK=mlflow needs the mlflow package: .venv/bin/pip install mlflow")
         return {**cfg, "use_mlflow": True, "mlflow_experiment_name": cfg.get("mlflow_experiment_name") or PROJECT,
                 "mlflow_run_name": cfg.get("mlflow_run_name") or out.name}
-    raise ConfigError(f"TRACK must be one of {', '.join(TRACKERS)}, got {track!r} "
+    raise UserError(f"TRACK must be one of {', '.join(TRACKERS)}, got {track!r} "
                       "(TensorBoard logs go to <output_dir>/runs/ without it)")
 
 
@@ -281,18 +289,18 @@ def train(config: Path, gpus: int = 1, resume: bool = False, overwrite: bool = F
     output folder; another node of a multi-node run only prepares the data and gets its copy of
     the record in a temporary file."""
     if resume and overwrite:
-        raise ConfigError("RESUME=1 and OVERWRITE=1 contradict each other; choose one")
+        raise UserError("RESUME=1 and OVERWRITE=1 contradict each other; choose one")
     out = output_dir(load(config), config)  # the folder is checked before Axolotl is imported: a refusal is quick
     held = node_rank == 0 and out.is_dir() and held_run(out)
     if held and not (resume or overwrite):
-        raise ConfigError(f"{out}/ already holds a run ({held}). Continue it with RESUME=1, delete it and "
+        raise UserError(f"{out}/ already holds a run ({held}). Continue it with RESUME=1, delete it and "
                           f"start again with OVERWRITE=1, or set a new output_dir in {config}")
     if resume and not held and node_rank == 0:
-        raise ConfigError(f"RESUME=1: {out}/ holds no run to resume; drop RESUME=1 to start one")
+        raise UserError(f"RESUME=1: {out}/ holds no run to resume; drop RESUME=1 to start one")
     cfg = check(config)
     missing = missing_data(cfg)
     if missing:
-        raise ConfigError(f"{config}: training data not found: {', '.join(missing)}. "
+        raise UserError(f"{config}: training data not found: {', '.join(missing)}. "
                           "Build it first with `make data` (see the command at the top of the config).")
     for key in RESUME_KEYS:
         cfg.pop(key, None)  # resuming is RESUME=1's job, so a config cannot resume by accident
@@ -305,7 +313,7 @@ def train(config: Path, gpus: int = 1, resume: bool = False, overwrite: bool = F
             say(note)
     prepared = Path(cfg["dataset_prepared_path"]).resolve()
     if prepared.is_relative_to(out.resolve()):
-        raise ConfigError(f"dataset_prepared_path ({prepared}) lies inside output_dir ({out}); "
+        raise UserError(f"dataset_prepared_path ({prepared}) lies inside output_dir ({out}); "
                           "OVERWRITE=1 would delete it: put it elsewhere")
     if resume and node_rank == 0:
         cfg["resume_from_checkpoint"] = str(resume_point(out, cfg))
@@ -338,7 +346,7 @@ def write_generation_config(folder: Path, tokenizer_dir: Path, source: str) -> N
 
 
 def _record(path: Path) -> tuple[dict, Path]:
-    cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    cfg = load(path)
     return cfg, Path(cfg["output_dir"])
 
 
@@ -350,14 +358,14 @@ def finish_train(record: Path) -> None:
 def check_adapter(out: Path, config: Path) -> None:
     path = out / ADAPTER_FILE
     if not path.is_file():
-        raise ConfigError(f"{config}: no LoRA adapter in {out}/ ({ADAPTER_FILE} missing). "
+        raise UserError(f"{config}: no LoRA adapter in {out}/ ({ADAPTER_FILE} missing). "
                           f"Train it first: make train CONFIG={config}")
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         shapes = [f.get_slice(k).get_shape() for k in f.keys()]
     if not shapes or any(0 in s for s in shapes):
-        raise ConfigError(f"{path} holds empty tensors (a DeepSpeed ZeRO-3 save without "
+        raise UserError(f"{path} holds empty tensors (a DeepSpeed ZeRO-3 save without "
                           "stage3_gather_16bit_weights_on_model_save?); it cannot be merged")
 
 
@@ -410,18 +418,18 @@ def model_to_use(config: Path | None, model: str | None = None, adapter: str | N
     if model:
         return model, adapter, None
     if config is None:
-        raise ConfigError("name a model: CONFIG=<the config that trained it> or MODEL=<folder or Hub id>")
+        raise UserError("name a model: CONFIG=<the config that trained it> or MODEL=<folder or Hub id>")
     cfg = load(config)
     out = output_dir(cfg, config)
     record = out / RESOLVED_NAME
-    base = (yaml.safe_load(record.read_text(encoding="utf-8")) if record.is_file() else cfg)["base_model"]
+    base = (load(record) if record.is_file() else cfg)["base_model"]
     if adapter:
         return base, adapter, None
     if merged_model(out):
         return str(out / MERGED), None, out
     if (out / ADAPTER_FILE).is_file():
         return base, str(out), out
-    raise ConfigError(f"{out}/ holds no trained model (neither {MERGED}/ nor {ADAPTER_FILE}): train it with "
+    raise UserError(f"{out}/ holds no trained model (neither {MERGED}/ nor {ADAPTER_FILE}): train it with "
                       f"make train CONFIG={config}, or name one with MODEL=<folder or Hub id>")
 
 
@@ -441,11 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name).add_argument("config", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "train":
-        return report(lambda: print(train(args.config, args.gpus, args.resume, args.overwrite, args.keep_accumulation,
+        return run_command(lambda: print(train(args.config, args.gpus, args.resume, args.overwrite, args.keep_accumulation,
                                           args.track, args.deepspeed, args.node_rank)))
     if args.cmd == "merge":
-        return report(lambda: print(merge(args.config)))
-    return report(lambda: (finish_train if args.cmd == "finish-train" else finish_merge)(args.config))
+        return run_command(lambda: print(merge(args.config)))
+    return run_command(lambda: (finish_train if args.cmd == "finish-train" else finish_merge)(args.config))
 
 
 if __name__ == "__main__":

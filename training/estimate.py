@@ -1,6 +1,6 @@
 """Wall time and GPU memory of a LoRA run, estimated from the token lengths before any GPU hour.
 
-FLOP model (shared/research/anchors.md, section C), per token of a frozen base with LoRA:
+FLOP model, per token of a frozen base with LoRA (the accounting of PaLM's appendix B, less weight gradients):
 forward 2·N and backward activation gradients 2·N (no weight gradients), so about 4·N, where N is
 the matmul parameter count (lm_head included); LoRA's own weights add 6·N_lora; gradient
 checkpointing recomputes the forward (+2·N). Attention adds 6·L·d·T² per sequence of T tokens

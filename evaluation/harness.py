@@ -1,6 +1,6 @@
 """KoBEST 5-shot accuracy with lm-evaluation-harness, next to the model card's table.
 
-    python -m recipe.evaluate [--config CONFIG] [--model M] [--adapter DIR] [--data-dir DIR] [--out DIR] [--limit N]
+    python -m evaluation.harness [--config CONFIG] [--model M] [--adapter DIR] [--data-dir DIR] [--out DIR] [--limit N]
 
 The harness's own task definitions (prompts, choices, metrics) are used unchanged. By default
 they read ``skt/kobest_v1`` from the Hub; ``--data-dir DIR`` overrides only the data files with
@@ -17,12 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from preprocess.pipeline import write_atomic
-from recipe.config import ConfigError
-from recipe.paths import missing_local
-from recipe.run import adapter_digest, model_to_use
+from common.errors import UserError, run_command
+from common.files import missing_local, write_atomic
+from preprocess.contamination import KOBEST_TASKS
+from training.run import adapter_digest, model_to_use
 
-TASKS = ("boolq", "copa", "hellaswag", "sentineg", "wic")
+TASKS = KOBEST_TASKS
 NUM_FEWSHOT = 5  # the card's "5shot kobest (Accuracy)"
 # The card's table: 5-shot accuracy and stderr per task, by model, in the card's column order.
 CARD = {
@@ -39,20 +39,16 @@ CARD = {
 REFERENCE = "werty1248/Llama-3-Ko-8B-Instruct-AOG"
 
 
-class EvalError(Exception):
-    pass
-
-
-def task_specs(data_dir: Path | None) -> list:
+def task_specs(data_dir: Path | None, tasks: tuple[str, ...] = TASKS) -> list:
     """Task names (Hub data) or per-task overrides of only the data source (local data)."""
     if data_dir is None:
-        return [f"kobest_{t}" for t in TASKS]
+        return [f"kobest_{t}" for t in tasks]
     specs = []
-    for t in TASKS:
+    for t in tasks:
         files = {split: Path(data_dir, t, f"{split}.jsonl").resolve() for split in ("train", "test")}
         missing = [str(f) for f in files.values() if not f.is_file()]
         if missing:
-            raise EvalError(f"KoBEST data not found: {', '.join(missing)} "
+            raise UserError(f"KoBEST data not found: {', '.join(missing)} "
                             f"(expected {data_dir}/<task>/train.jsonl and test.jsonl for {', '.join(TASKS)})")
         specs.append({"task": f"kobest_{t}", "dataset_path": "json", "dataset_name": None,
                       "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}}})
@@ -60,14 +56,15 @@ def task_specs(data_dir: Path | None) -> list:
 
 
 def run(model: str, adapter: str | None = None, data_dir: Path | None = None, limit: int | None = None,
-        batch_size: int | str = 8, device: str | None = None, log_samples: bool = False) -> dict:
-    """The harness's result dict for the five KoBEST tasks, 5-shot."""
+        batch_size: int | str = 8, device: str | None = None, log_samples: bool = False,
+        tasks: tuple[str, ...] = TASKS) -> dict:
+    """The harness's result dict for the KoBEST tasks (all five unless ``tasks`` says), 5-shot."""
     for name in filter(None, (model, adapter)):
         if missing_local(name):
-            raise EvalError(f"{name}: folder not found")
+            raise UserError(f"{name}: folder not found")
     if adapter and Path(adapter).is_dir() and not (Path(adapter) / "adapter_config.json").is_file():
-        raise EvalError(f"{adapter}: no adapter_config.json, so not a LoRA adapter folder (did training finish?)")
-    specs = task_specs(data_dir)
+        raise UserError(f"{adapter}: no adapter_config.json, so not a LoRA adapter folder (did training finish?)")
+    specs = task_specs(data_dir, tasks)
     import lm_eval
     import torch
     from lm_eval.tasks import TaskManager
@@ -79,10 +76,10 @@ def run(model: str, adapter: str | None = None, data_dir: Path | None = None, li
             batch_size=batch_size, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
             task_manager=TaskManager(), log_samples=log_samples)
     except ConnectionError as e:  # what `datasets` raises for an unreachable Hub
-        raise EvalError(f"{e}. Without Hub access, pass local KoBEST files with --data-dir "
+        raise UserError(f"{e}. Without Hub access, pass local KoBEST files with --data-dir "
                         f"(make eval KOBEST_DATA=DIR); data/kobest-sample/ shows the layout.") from None
     except OSError as e:  # transformers: an unknown Hub id, or one not in the cache when offline
-        raise EvalError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
 
 
 def markdown_table(results: dict, label: str) -> str:
@@ -120,20 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", default="8")
     p.add_argument("--device")
     args = p.parse_args(argv)
-    try:
+
+    def evaluate():
         model, adapter, out = model_to_use(args.config, args.model, args.adapter)
         label = adapter or model
         out = args.out or (out / "eval" if out else Path("outputs/eval") / label.strip("/").replace("/", "__"))
         results = run(model, adapter, args.data_dir, args.limit,
                       int(args.batch_size) if args.batch_size.isdigit() else args.batch_size, args.device)
-    except (EvalError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    json_path, md_path = write(results, label, out, adapter_digest(model, adapter))
-    print(md_path.read_text(encoding="utf-8"))
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+        json_path, md_path = write(results, label, out, adapter_digest(model, adapter))
+        print(md_path.read_text(encoding="utf-8"))
+        print(f"wrote {json_path} and {md_path}")
 
+    return run_command(evaluate)
 
 if __name__ == "__main__":
     sys.exit(main())

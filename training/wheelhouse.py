@@ -1,6 +1,6 @@
 """Wheels for a GPU box with no network: what it lacks for `make train` and `make merge`.
 
-    python -m recipe.wheelhouse OUT_DIR [--python 3.12] [--cuda 130]      (make wheelhouse, online)
+    python -m training.wheelhouse OUT_DIR [--python 3.12] [--cuda 130]      (make wheelhouse, online)
 
 The box is assumed to hold Python, torch, transformers, tokenizers, accelerate, numpy, pandas and
 pyarrow (as this project's lent GPU machines do); `requirements-gpu-box.txt` lists the rest, with
@@ -19,6 +19,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from common.errors import UserError, run_command
 
 LIST = Path("requirements-gpu-box.txt")
 LIMIT_MB = 64
@@ -87,15 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default="3.12", help="the box's Python, major.minor")
     p.add_argument("--cuda", default="13", help="the CUDA major of the box's torch (torch.version.cuda)")
     args = p.parse_args(argv)
+    return run_command(lambda: build_within_limit(args.out, args.python, args.cuda))
+
+
+def build_within_limit(out: Path, python: str, cuda_major: str) -> None:
     try:
-        total = build(args.out, args.python, args.cuda)
+        total = build(out, python, cuda_major)
     except subprocess.CalledProcessError as e:
-        print(f"error: {' '.join(e.cmd[-1:])}: pip failed (see above); is PyPI reachable?", file=sys.stderr)
-        return 2
+        raise UserError(f"{' '.join(e.cmd[-1:])}: pip failed (see above); is PyPI reachable?") from None
     if total > LIMIT_MB:
-        print(f"error: {total:.1f} MB is over the {LIMIT_MB} MB a device call carries", file=sys.stderr)
-        return 2
-    return 0
+        raise UserError(f"{total:.1f} MB is over the {LIMIT_MB} MB a device call carries")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """One prepared GPU check: the real `make train` and `make merge` on random Llama-3-8B-shaped
 models, with no network, measured and written to docs/benchmarks.md.
 
-    python -m recipe.gpu_check [--tiny] [--out DIR] [--steps N]     (make gpu-check [TINY=1])
+    python -m training.gpu_check [--tiny] [--out DIR] [--steps N]     (make gpu-check [TINY=1])
 
 Each variant is a recipe config pointed at a random model and synthetic rows: the card's recipe
 (padded micro batches), sample packing, packing + Liger kernels and QLoRA. Every run goes through
@@ -24,12 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-from preprocess.pipeline import write_atomic
+from common.errors import UserError, run_command
+from common.files import replace_section, write_atomic
+from preprocess.prompts import card_prompt
 from preprocess.sources import REPO_ROOT, SOURCES
-from recipe import estimate
-from recipe.config import ConfigError, cpu_copy, datasets_in, importable, load, report, write_resolved
-from recipe.run import MERGED, say
-from recipe.tiny_model import LLAMA3_8B, build, training_corpus
+from training import estimate
+from training.config import cpu_copy, datasets_in, importable, load, write_resolved
+from training.run import MERGED, say
+from training.tiny_model import LLAMA3_8B, build, training_corpus
 
 RECIPE = Path("axolotl_configs/aog-lora.yml")
 PACKING = Path("axolotl_configs/ablations/fast-packing.yml")
@@ -137,11 +139,9 @@ def merge_distances(run: Path, base: Path, device: str) -> tuple[float, float]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from recipe.chat import render
-
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tok = AutoTokenizer.from_pretrained(run / MERGED)
-    x = tok(render("김치를 오래 보관하려면?"), return_tensors="pt").to(device)
+    x = tok(card_prompt("김치를 오래 보관하려면?"), return_tensors="pt").to(device)
     with torch.no_grad():
         merged = AutoModelForCausalLM.from_pretrained(run / MERGED, dtype=dtype).to(device).eval()
         a = merged(**x).logits.float()
@@ -174,22 +174,13 @@ def table(env: dict, rows: list[dict], a100_hours: float | None, merge: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = BENCHMARKS) -> None:
-    """Replace this check's section of docs/benchmarks.md, keeping the others."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    head, _, rest = old.partition(SECTION)
-    tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, head.rstrip("\n") + "\n\n" + text + tail)
-
-
 def check(out: Path, tiny: bool, steps: int, timeout: int, only: list[str] | None = None) -> bool:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
     env = {**environment(), "tiny": tiny, "steps": steps, "date": time.strftime("%Y-%m-%d")}
     if not tiny and not env["cuda"]:
-        raise ConfigError("torch sees no CUDA GPU (a CPU wheel, or a driver older than the wheel's CUDA: "
+        raise UserError("torch sees no CUDA GPU (a CPU wheel, or a driver older than the wheel's CUDA: "
                           "see README, 'Installing on a GPU box'); TINY=1 runs this check on the CPU")
     env["attention"] = "sdpa" if tiny or not env["flash_attn"] else "flash_attention_2"
     say(f"gpu-check: {env['gpu']}, torch {env['torch']}, flash_attn {env['flash_attn']}, "
@@ -249,7 +240,7 @@ def check(out: Path, tiny: bool, steps: int, timeout: int, only: list[str] | Non
     print(text)
     (out / "table.md").write_text(text, encoding="utf-8")
     if not tiny:
-        write_section(text)
+        replace_section(BENCHMARKS, SECTION, text)
     merged = rows[0].get("merge_ok", False) or rows[0]["result"] != "ok"
     return all(r["result"] == "ok" or r["result"].startswith("skipped") for r in rows) and merged
 
@@ -266,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if only and set(only) - {v[0] for v in VARIANTS}:
         p.error(f"--only takes {', '.join(v[0] for v in VARIANTS)}")
     ok = []
-    code = report(lambda: ok.append(check(args.out, args.tiny, args.steps, args.timeout, only)))
+    code = run_command(lambda: ok.append(check(args.out, args.tiny, args.steps, args.timeout, only)))
     return code or (0 if ok and ok[0] else 1)
 
 

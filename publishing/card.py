@@ -1,6 +1,6 @@
 """The model card of a run, in the layout of the card this repo reproduces, from the files the run wrote.
 
-    python -m recipe.card CONFIG [--merged]    -> <output_dir>/README.md (or merged/README.md)
+    python -m publishing.card CONFIG [--merged]    -> <output_dir>/README.md (or merged/README.md)
 
 Everything comes from those files: hyperparameters from the run's record (``axolotl.yml``), the
 data mix from the converters' ``.stats.json`` reports, the prompt example from the first training
@@ -15,13 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from preprocess.pipeline import sha256_file, stats_path, write_atomic
+from common.errors import UserError, run_command
+from common.files import sha256_file, stats_path, write_atomic
+from evaluation.harness import NUM_FEWSHOT, TASKS, markdown_table
 from preprocess.sources import SOURCES
-from recipe.config import ADAPTER_FILE, RESOLVED_NAME, ConfigError, load, report
-from recipe.evaluate import NUM_FEWSHOT, TASKS, markdown_table
-from recipe.run import MERGED, merged_model, output_dir, prepared_key
+from training.config import ADAPTER_FILE, RESOLVED_NAME, load
+from training.run import MERGED, merged_model, output_dir, prepared_key
 
 LICENSE_LINK = "https://llama.meta.com/llama3/license"  # the base model's licence, as the card states
 # Record keys the card shows elsewhere (model, data, paths); every other key is a training setting.
@@ -38,8 +37,8 @@ def run_files(config: Path) -> tuple[dict, Path]:
     out = output_dir(load(config), config)
     record = out / RESOLVED_NAME
     if not record.is_file():
-        raise ConfigError(f"{out}/ holds no trained run ({RESOLVED_NAME} missing): make train CONFIG={config} first")
-    return yaml.safe_load(record.read_text(encoding="utf-8")), out
+        raise UserError(f"{out}/ holds no trained run ({RESOLVED_NAME} missing): make train CONFIG={config} first")
+    return load(record), out
 
 
 def data_rows(cfg: dict) -> list[dict]:
@@ -72,8 +71,8 @@ def data_section(rows: list[dict]) -> list[str]:
 
 def prompt_example(rows: list[dict]) -> list[str]:
     """The first training row in the card's inference format, rendered by chat's own code."""
+    from evaluation.chat import render
     from preprocess.prompts import SYSTEM_INSTRUCTION
-    from recipe.chat import render
 
     path = rows[0]["path"]
     if not path.is_file():
@@ -173,9 +172,9 @@ def write(config: Path, merged: bool = False, name: str | None = None) -> Path:
     _, out = run_files(config)
     folder = out / MERGED if merged else out
     if merged and not merged_model(out):
-        raise ConfigError(f"no merged model of the current adapter in {folder}/: make merge CONFIG={config} first")
+        raise UserError(f"no merged model of the current adapter in {folder}/: make merge CONFIG={config} first")
     if not merged and not (out / ADAPTER_FILE).is_file():
-        raise ConfigError(f"no adapter in {out}/ (the run has not finished): make train CONFIG={config} RESUME=1")
+        raise UserError(f"no adapter in {out}/ (the run has not finished): make train CONFIG={config} RESUME=1")
     path = folder / "README.md"
     write_atomic(path, render(config, merged, name))
     return path
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merged", action="store_true", help="the card of the merged model (in merged/)")
     p.add_argument("--name", help="the model's name in the card (default: the output folder's name)")
     args = p.parse_args(argv)
-    return report(lambda: print(f"wrote {write(args.config, args.merged, args.name)}"))
+    return run_command(lambda: print(f"wrote {write(args.config, args.merged, args.name)}"))
 
 
 if __name__ == "__main__":

@@ -1,1 +1,0 @@
-"""Glue around Axolotl and transformers: config checks, the CPU demo model and generation."""
