@@ -42,25 +42,26 @@ def timed(step, rows: int, fn) -> dict:
 
 
 def measure(tmp: Path, scale: float, model: str | None) -> list[dict]:
-    sources, outputs = {}, {}
+    sources, outputs, n_source = {}, {}, 0
     for name in SOURCES:
+        rows = ROWS[name](int(REAL_SIZES[name] * scale))
+        n_source += len(rows)
         sources[name] = tmp / f"{name}.src.jsonl"
-        sources[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                         for r in ROWS[name](int(REAL_SIZES[name] * scale))), encoding="utf-8")
+        sources[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         outputs[name] = tmp / "data" / f"{name}.jsonl"
     if model is None:
         from training.tiny_model import build as build_model
 
         model = str(tmp / "model")
         build_model(Path(model))
-    n_source = sum(sum(1 for _ in open(p, encoding="utf-8")) for p in sources.values())
+    written = []
 
     def convert():
         for name, source in SOURCES.items():
-            build(source, converter(name), str(sources[name]), outputs[name], progress=False)
+            written.append(build(source, converter(name), str(sources[name]), outputs[name], progress=False))
 
     results = [timed("conversion", n_source, convert)]
-    n_rows = sum(sum(1 for _ in open(p, encoding="utf-8")) for p in outputs.values())
+    n_rows = sum(stats["rows_written"] for stats in written)
     config = tmp / "bench.yml"
     config.write_text(yaml.safe_dump({
         "extends": str(RECIPE), "base_model": model, "dataset_prepared_path": str(tmp / "prepared"),
