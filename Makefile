@@ -47,6 +47,10 @@ DEMO := outputs/demo
 MODEL ?=
 ADAPTER ?=
 KOBEST_DATA ?=
+TASKS ?=
+EVAL_DATA ?=
+BATCH ?=
+CONFIGS ?=
 LIMIT ?=
 Q ?=
 FORMAT ?= card
@@ -68,7 +72,8 @@ DATA_FLAGS += $(if $(DATA_DIR),--output-dir $(DATA_DIR)) \
   $(if $(filter 1,$(DECONTAMINATE)),--decontaminate $(if $(KOBEST_DATA),--kobest-dir $(KOBEST_DATA)))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv flash-attn data check preflight train merge card push ollama loss eval chat demo test test-fast bench \
+.PHONY: help venv flash-attn data check preflight train merge card push ollama loss eval compare chat demo test \
+  test-fast bench \
   gpu-check gpu-venv wheelhouse clean
 
 help: ## List the targets
@@ -76,7 +81,9 @@ help: ## List the targets
 	@echo "  variables: SOURCE=hub|sample SEED=<n> SYSTEM_RATE=<p> (default 42 and 0.8: preprocess/) DATA_DIR=<dir>"
 	@echo "             CONFIG=$(CONFIG) NGPUS=$(NGPUS) DEEPSPEED=<json> (zero2 when NGPUS>1)"
 	@echo "             RESUME=1 OVERWRITE=1 KEEP_ACCUMULATION=1 NNODES=<n> NODE_RANK=<i> MAIN_ADDR=<ip> MAIN_PORT=<port>"
-	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> (default: the run of CONFIG) KOBEST_DATA=<dir> LIMIT=<n>"
+	@echo "             MODEL=<dir|hub id> ADAPTER=<dir> (default: the run of CONFIG) KOBEST_DATA=<dir> (data, preflight)"
+	@echo "             TASKS=kobest,kmmlu,haerae,behaviour EVAL_DATA=<dir> LIMIT=<n> BATCH=auto|<n> (make eval)"
+	@echo "             CONFIGS=\"<config> <config> ...\" (make compare)"
 	@echo "             Q=<question> FORMAT=card|alpaca TRACK=wandb|mlflow"
 	@echo "             HF_REPO=<user>/<name> MERGED=1 PRIVATE=1 DRY_RUN=1 (make push)"
 	@echo "             GPU=a100|h100 (make check)"
@@ -139,9 +146,16 @@ ollama: $(STAMP) ## Ollama Modelfile for the merged model (card prompt, <|end_of
 loss: $(STAMP) ## Plot <output_dir>/loss.png from the run's newest checkpoint (make train does it too)
 	$(PY) -m publishing.publish loss $(CONFIG)
 
-eval: $(STAMP) ## KoBEST 5-shot with lm-eval on the run of CONFIG (or MODEL=... [ADAPTER=...]) [KOBEST_DATA=dir]
+eval: $(STAMP) ## Benchmarks (TASKS=kobest default; kmmlu, haerae, behaviour) on the run of CONFIG (or MODEL=...) [EVAL_DATA=dir]
+	@test -z "$(KOBEST_DATA)" || { echo "error: make eval reads local data from EVAL_DATA=<dir> with <dir>/kobest/<task>/..." \
+	  "(KOBEST_DATA is the KoBEST folder of make data and make preflight)" >&2; exit 2; }
 	$(PY) -m evaluation.harness --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
-	  $(if $(KOBEST_DATA),--data-dir $(KOBEST_DATA)) $(if $(LIMIT),--limit $(LIMIT))
+	  $(if $(TASKS),--tasks $(TASKS)) $(if $(EVAL_DATA),--data-dir $(EVAL_DATA)) $(if $(LIMIT),--limit $(LIMIT)) \
+	  $(if $(BATCH),--batch-size $(BATCH))
+
+compare: $(STAMP) ## Eval results side by side: CONFIGS="a.yml b.yml [outputs/eval/<model>]" -> outputs/compare.{md,png}
+	@test -n "$(CONFIGS)" || { echo "error: set CONFIGS=\"<config> <config> ...\", the runs to compare" >&2; exit 2; }
+	$(PY) -m evaluation.compare $(CONFIGS)
 
 # The question reaches Python through the environment, so quotes, $ and backticks stay text
 # (and make does not expand it: `value` takes Q as typed).
@@ -156,13 +170,13 @@ demo: $(STAMP) ## Offline end-to-end demo on CPU: sample data, tiny Llama, train
 	$(MAKE) --no-print-directory data SOURCE=sample DATA_DIR=$(DEMO)/data
 	$(PY) -m training.tiny_model $(DEMO)/tiny-llama
 	$(PY) -m training.config cpu $(CONFIG) --model $(DEMO)/tiny-llama --data-dir $(DEMO)/data --out $(DEMO)
-	$(PY) -m training.preflight $(DEMO)/axolotl.yml --kobest-dir data/kobest-sample --out $(DEMO)/preflight
+	$(PY) -m training.preflight $(DEMO)/axolotl.yml --kobest-dir data/eval-sample/kobest --out $(DEMO)/preflight
 	$(MAKE) --no-print-directory train CONFIG=$(DEMO)/axolotl.yml OVERWRITE=1
 	$(MAKE) --no-print-directory merge CONFIG=$(DEMO)/axolotl.yml
 	$(PY) -m evaluation.chat --config $(DEMO)/axolotl.yml --question "김치를 오래 보관하려면 어떻게 해야 하나요?" \
 	  --max-new-tokens 24 --show-prompt
-	$(PY) -m evaluation.harness --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/kobest-sample \
-	  --out $(DEMO)/lora/eval
+	$(PY) -m evaluation.harness --model $(DEMO)/tiny-llama --adapter $(DEMO)/lora --data-dir data/eval-sample \
+	  --tasks kobest,kmmlu_humss,haerae,behaviour --max-new-tokens 128 --out $(DEMO)/lora/eval
 
 test: $(STAMP) ## Run the whole test suite (offline, CPU)
 	$(PY) -m pytest -q

@@ -73,7 +73,7 @@ def measure(tmp: Path, scale: float, model: str | None) -> list[dict]:
     results.append(timed("tokenization", n_rows,
                          lambda: ensure_prepared({**cfg, "dataset_prepared_path": str(where)}, where)))
     preflight = [sys.executable, "-m", "training.preflight", str(config), "--kobest-dir",
-                 str(REPO_ROOT / "data" / "kobest-sample"), "--out", str(tmp / "preflight")]
+                 str(REPO_ROOT / "data" / "eval-sample" / "kobest"), "--out", str(tmp / "preflight")]
     results.append(timed("preflight", n_rows, lambda: subprocess.run(preflight, check=True, stdout=subprocess.DEVNULL, cwd=REPO_ROOT)))
     return results
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import UserError, run_command
@@ -35,41 +36,70 @@ def render(question: str, history: list[tuple[str, str]] = (), fmt: str = "card"
     return next(AlpacaPrompter().build_prompt(instruction, render_dialogue(list(history), question)))
 
 
-class Chat:
-    def __init__(self, model: str, adapter: str | None = None, fmt: str = "card",
-                 instruction: str = SYSTEM_INSTRUCTION, max_new_tokens: int = 512, temperature: float = 0.0):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass
+class Answer:
+    text: str
+    stopped: bool  # the model emitted its eos before the token limit
+    tokens: int  # generated tokens, eos excluded
 
-        self.tok = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForCausalLM.from_pretrained(
+
+def load(model: str, adapter: str | None = None):
+    """(model, tokenizer) as chat, the behaviour task and lm-eval use them: bf16 on CUDA, the
+    adapter applied without merging."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model)
+        lm = AutoModelForCausalLM.from_pretrained(
             model, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32,
             device_map="auto" if torch.cuda.is_available() else None)
         if adapter:
             from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, adapter)
-        self.model.eval()
+            lm = PeftModel.from_pretrained(lm, adapter)
+    except (OSError, ValueError) as e:  # transformers/peft errors for a missing or incomplete folder
+        raise UserError(f"cannot load {model}{' + ' + adapter if adapter else ''}: {str(e).splitlines()[0]}") from None
+    if tok.pad_token is None:  # Llama-3's tokenizer has none; batched prompts need one (masked out)
+        tok.pad_token = tok.eos_token
+    return lm.eval(), tok
+
+
+class Chat:
+    def __init__(self, model: str, adapter: str | None = None, fmt: str = "card",
+                 instruction: str = SYSTEM_INSTRUCTION, max_new_tokens: int = 512, temperature: float = 0.0,
+                 loaded=None):
+        self.model, self.tok = loaded or load(model, adapter)
         self.fmt, self.instruction = fmt, instruction
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.history: list[tuple[str, str]] = []
 
-    def ask(self, question: str, stream=sys.stdout, show_prompt: bool = False) -> str:
+    def complete(self, prompts: list[str], streamer=None) -> list[Answer]:
+        """One generation per prompt, as one left-padded batch."""
         import torch
+
+        eos = self.tok.eos_token_id
+        batch = self.tok(prompts, return_tensors="pt", padding=len(prompts) > 1, padding_side="left").to(self.model.device)
+        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        with torch.no_grad():
+            out = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, streamer=streamer, eos_token_id=eos,
+                                      pad_token_id=self.tok.pad_token_id if self.tok.pad_token_id is not None else eos,
+                                      **sampling)
+        answers = []
+        for ids in out[:, batch.input_ids.shape[1]:].tolist():
+            stopped = eos in ids
+            ids = ids[:ids.index(eos)] if stopped else ids
+            answers.append(Answer(self.tok.decode(ids, skip_special_tokens=True).strip(), stopped, len(ids)))
+        return answers
+
+    def ask(self, question: str, stream=sys.stdout, show_prompt: bool = False) -> str:
         from transformers import TextStreamer
 
         prompt = render(question, self.history, self.fmt, self.instruction)
         if show_prompt:
             print(prompt, end="", file=stream, flush=True)
-        ids = self.tok(prompt, return_tensors="pt").to(self.model.device)
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
         streamer = TextStreamer(self.tok, skip_prompt=True, skip_special_tokens=True) if stream is sys.stdout else None
-        with torch.no_grad():
-            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, streamer=streamer,
-                                      eos_token_id=self.tok.eos_token_id,
-                                      pad_token_id=self.tok.pad_token_id if self.tok.pad_token_id is not None
-                                      else self.tok.eos_token_id, **sampling)
-        answer = self.tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True).strip()
+        answer = self.complete([prompt], streamer)[0].text
         if streamer is None:
             print(answer, file=stream, flush=True)
         self.history.append((question, answer))
@@ -96,11 +126,7 @@ def chat(args: argparse.Namespace) -> None:
     for name in filter(None, (args.model, args.adapter)):
         if missing_local(name):
             raise UserError(f"{name}: folder not found (train and merge first, or give a Hub id)")
-    try:
-        session = Chat(args.model, args.adapter, args.format, args.instruction, args.max_new_tokens, args.temperature)
-    except (OSError, ValueError) as e:  # transformers/peft errors for a missing or incomplete folder
-        raise UserError(f"cannot load {args.model}{' + ' + args.adapter if args.adapter else ''}: "
-                        f"{str(e).splitlines()[0]}") from None
+    session = Chat(args.model, args.adapter, args.format, args.instruction, args.max_new_tokens, args.temperature)
     if args.question:
         session.ask(args.question, show_prompt=args.show_prompt)
         return

@@ -1,109 +1,159 @@
-"""KoBEST 5-shot accuracy with lm-evaluation-harness, next to the model card's table.
+"""`make eval`: Korean benchmarks through lm-evaluation-harness, and the behaviour task, on one model.
 
-    python -m evaluation.harness [--config CONFIG] [--model M] [--adapter DIR] [--data-dir DIR] [--out DIR] [--limit N]
+    python -m evaluation.harness [--config CONFIG] [--model M] [--adapter DIR] [--tasks kobest,kmmlu,haerae,behaviour]
+                                 [--data-dir DIR] [--out DIR] [--limit N] [--batch-size auto|N]
 
-The harness's own task definitions (prompts, choices, metrics) are used unchanged. By default
-they read ``skt/kobest_v1`` from the Hub; ``--data-dir DIR`` overrides only the data files with
-local ``DIR/<task>/{train,test}.jsonl`` in KoBEST's columns (shots come from train). A LoRA
-adapter is evaluated without merging (lm-eval's ``peft=``). Without ``--model``, the model is the run
-of ``--config`` (its merged model, else base + adapter) and the results go to ``<output_dir>/eval/``.
-Writes ``results.json`` (the raw harness output) and ``kobest.md`` (the card's table plus this run and
-the difference to AOG).
+Tasks are the harness's own definitions (prompts, choices, metrics), unchanged: ``kobest``, ``kmmlu``,
+``haerae``, or any of their groups or subtasks (``kmmlu_humss``, ``kobest_boolq``), plus
+``behaviour`` (``evaluation.behaviour``). Shots per set are in ``SHOTS``. By default the data comes
+from the Hub; ``--data-dir DIR`` overrides only the data files with ``DIR/<set>/<config>/<split>.jsonl``
+in the Hub's columns (``data/eval-sample/`` shows the layout). The model is loaded once by chat's
+loader (a LoRA adapter stays unmerged) and shared by all tasks. Without ``--model``, the model is the
+run of ``--config`` (its merged model, else base + adapter) and results go to ``<output_dir>/eval/``:
+``<task>.json`` per task (see ``evaluation.results``) and ``results.md``, the table of every task
+evaluated there, beside the card's published KoBEST columns.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
 from common.errors import UserError, run_command
-from common.files import missing_local, write_atomic
-from preprocess.contamination import KOBEST_TASKS
+from common.files import missing_local, sha256_file, write_atomic
+from evaluation import behaviour, results
 from training.run import adapter_digest, model_to_use
 
-TASKS = KOBEST_TASKS
-NUM_FEWSHOT = 5  # the card's "5shot kobest (Accuracy)"
-# The card's table: 5-shot accuracy and stderr per task, by model, in the card's column order.
-CARD = {
-    "werty1248/Llama-3-Ko-8B-OpenOrca": {"boolq": (0.7158, 0.0120), "copa": (0.7620, 0.0135),
-                                         "hellaswag": (0.4740, 0.0224), "sentineg": (0.9471, 0.0112),
-                                         "wic": (0.6079, 0.0138)},
-    "beomi/Llama-3-Open-Ko-8B": {"boolq": (0.7963, 0.0108), "copa": (0.8110, 0.0124),
-                                 "hellaswag": (0.4780, 0.0224), "sentineg": (0.9622, 0.0096),
-                                 "wic": (0.5778, 0.0139)},
-    "werty1248/Llama-3-Ko-8B-Instruct-AOG": {"boolq": (0.8312, 0.0100), "copa": (0.8120, 0.0124),
-                                             "hellaswag": (0.4700, 0.0223), "sentineg": (0.9647, 0.0093),
-                                             "wic": (0.5937, 0.0138)},
+# Shots per benchmark set. kobest: the card's protocol. kmmlu: the paper's 5-shot (the Hub's dev split
+# holds exactly 5 questions per subject for it). haerae: the harness's default, 0 (its YAML sets none,
+# and the paper scores open models by log-likelihood over the options without stating shots).
+SHOTS = {"kobest": 5, "kmmlu": 5, "haerae": 0}
+DEFAULT_TASKS = "kobest"
+HUB_HINT = {
+    "haerae": "HAERAE-HUB/HAE_RAE_BENCH is gated (accept its terms, then `huggingface-cli login`) and its "
+              "newest revision loads through a script that datasets 4 refuses; put its rows in "
+              "DIR/haerae/<config>/test.jsonl and pass EVAL_DATA=DIR",
 }
-REFERENCE = "werty1248/Llama-3-Ko-8B-Instruct-AOG"
 
 
-def task_specs(data_dir: Path | None, tasks: tuple[str, ...] = TASKS) -> list:
-    """Task names (Hub data) or per-task overrides of only the data source (local data)."""
-    if data_dir is None:
-        return [f"kobest_{t}" for t in tasks]
-    specs = []
-    for t in tasks:
-        files = {split: Path(data_dir, t, f"{split}.jsonl").resolve() for split in ("train", "test")}
-        missing = [str(f) for f in files.values() if not f.is_file()]
-        if missing:
-            raise UserError(f"KoBEST data not found: {', '.join(missing)} "
-                            f"(expected {data_dir}/<task>/train.jsonl and test.jsonl for {', '.join(TASKS)})")
-        specs.append({"task": f"kobest_{t}", "dataset_path": "json", "dataset_name": None,
-                      "dataset_kwargs": {"data_files": {k: str(v) for k, v in files.items()}}})
-    return specs
+@functools.cache
+def task_manager():
+    """The harness's task index (about 9 s to build: it reads every task YAML it ships)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
 
 
-def run(model: str, adapter: str | None = None, data_dir: Path | None = None, limit: int | None = None,
-        batch_size: int | str = 8, device: str | None = None, log_samples: bool = False,
-        tasks: tuple[str, ...] = TASKS) -> dict:
-    """The harness's result dict for the KoBEST tasks (all five unless ``tasks`` says), 5-shot."""
+def children(tm, name: str) -> list[str]:
+    """The direct members of a harness group or tag; [] for a task."""
+    entry = tm.task_index[name]
+    if entry["type"] == "tag":
+        return list(entry["task"])
+    if entry["type"] == "group":
+        from lm_eval import utils
+
+        return [t for t in utils.load_yaml_config(entry["yaml_path"], mode="full")["task"] if isinstance(t, str)]
+    return []
+
+
+def set_of(tm, name: str) -> str | None:
+    """The benchmark set whose tree holds ``name`` (a set itself, one of its groups, or a task)."""
+    for top in SHOTS:
+        stack = [top]
+        while stack:
+            node = stack.pop()
+            if node == name:
+                return top
+            stack += children(tm, node)
+    return None
+
+
+def localize(tm, name: str, root: Path, shots: int, missing: list[str]) -> dict:
+    """``name``'s harness definition with each task's data files pointed at ``root/<config>/``; the
+    groups (and their averages) are rebuilt as the harness defines them. Absent files go to ``missing``."""
+    from lm_eval import utils
+    from lm_eval.tasks import GROUP_ONLY_KEYS
+
+    entry = tm.task_index[name]
+    if entry["type"] != "task":
+        cfg = utils.load_yaml_config(entry["yaml_path"], mode="full") if entry["type"] == "group" else {"group": name}
+        members = [localize(tm, t, root, shots, missing) for t in children(tm, name)]
+        if entry["type"] == "tag":  # a tag only lists tasks; its parent group averages them
+            return {"tag": members}
+        flat = [m for x in members for m in x.get("tag", [x])]
+        return {**{k: v for k, v in cfg.items() if k in GROUP_ONLY_KEYS}, "task": flat}
+    cfg = utils.load_yaml_config(entry["yaml_path"], mode="full")
+    splits = {cfg["test_split"]} | ({cfg.get("fewshot_split") or cfg.get("training_split")} if shots else set())
+    files = {s: (root / cfg["dataset_name"] / f"{s}.jsonl").resolve() for s in sorted(splits - {None})}
+    missing += [str(f) for f in files.values() if not f.is_file()]
+    return {"task": name, "dataset_path": "json", "dataset_name": None,
+            "dataset_kwargs": {"data_files": {s: str(f) for s, f in files.items()}}}
+
+
+def plan(tasks: list[str], data_dir: Path | None, tm=None) -> tuple[object | None, dict[str, tuple[str, object]]]:
+    """(task manager, task -> (set, what simple_evaluate takes)), every name and file checked first."""
+    bench = [t for t in tasks if t != behaviour.NAME]
+    if not bench:
+        return None, {}
+    tm = tm or task_manager()
+    specs, missing = {}, []
+    for t in bench:
+        top = set_of(tm, t) if tm.task_index.get(t, {}).get("type") in ("group", "task") else None
+        if top is None:
+            raise UserError(f"unknown task {t!r}: use {', '.join([*SHOTS, behaviour.NAME])}, or a group or task "
+                            "of those sets as the harness names it (e.g. kmmlu_humss, kobest_boolq)")
+        specs[t] = (top, t if data_dir is None else localize(tm, t, data_dir / top, SHOTS[top], missing))
+    if missing:
+        raise UserError(f"{len(missing)} local eval file(s) not found, e.g. {missing[0]} (expected "
+                        f"{data_dir}/<set>/<config>/<split>.jsonl in the Hub's columns; data/eval-sample/ shows "
+                        "the layout)")
+    return tm, specs
+
+
+def not_comparable(limit: int | None, data_dir: Path | None) -> list[str]:
+    return ([f"limited to {limit} documents per task"] if limit else []) + \
+        ([f"local files ({data_dir})"] if data_dir else [])
+
+
+def evaluate(model: str, adapter: str | None = None, tasks: list[str] = (DEFAULT_TASKS,), data_dir: Path | None = None,
+             limit: int | None = None, batch_size: int | str | None = None, log_samples: bool = False,
+             max_new_tokens: int = behaviour.MAX_NEW_TOKENS) -> dict[str, dict]:
+    """task -> results (lm-eval's result dict; behaviour's in the same layout, with its answers under
+    ``samples``), for ``model`` (+ ``adapter``), loaded once."""
     for name in filter(None, (model, adapter)):
         if missing_local(name):
             raise UserError(f"{name}: folder not found")
     if adapter and Path(adapter).is_dir() and not (Path(adapter) / "adapter_config.json").is_file():
         raise UserError(f"{adapter}: no adapter_config.json, so not a LoRA adapter folder (did training finish?)")
-    specs = task_specs(data_dir, tasks)
-    import lm_eval
+    tm, specs = plan(list(tasks), data_dir)
+    prompts = behaviour.load_prompts()[:limit] if behaviour.NAME in tasks else []
     import torch
-    from lm_eval.tasks import TaskManager
 
-    model_args = {"pretrained": model, **({"peft": adapter} if adapter else {})}
-    try:
-        return lm_eval.simple_evaluate(
-            model="hf", model_args=model_args, tasks=specs, num_fewshot=NUM_FEWSHOT, limit=limit,
-            batch_size=batch_size, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-            task_manager=TaskManager(), log_samples=log_samples)
-    except ConnectionError as e:  # what `datasets` raises for an unreachable Hub
-        raise UserError(f"{e}. Without Hub access, pass local KoBEST files with --data-dir "
-                        f"(make eval KOBEST_DATA=DIR); data/kobest-sample/ shows the layout.") from None
-    except OSError as e:  # transformers: an unknown Hub id, or one not in the cache when offline
-        raise UserError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
+    from evaluation.chat import Chat, load
 
+    cuda = torch.cuda.is_available()
+    chat = Chat(model, adapter, max_new_tokens=max_new_tokens, loaded=load(model, adapter))
+    out = {}
+    if specs:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
 
-def markdown_table(results: dict, label: str) -> str:
-    """The card's table with this run and its difference to AOG appended."""
-    cols = list(CARD) + [label, f"Δ vs {REFERENCE.split('/')[1]}"]
-    lines = ["| Tasks | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for t in TASKS:
-        r = results["results"][f"kobest_{t}"]
-        acc, se = r["acc,none"], r["acc_stderr,none"]
-        card = [f"{a:.4f}±{s:.4f}" for a, s in (CARD[m][t] for m in CARD)]
-        lines.append(f"| kobest_{t} | " + " | ".join(card + [f"{acc:.4f}±{se:.4f}", f"{acc - CARD[REFERENCE][t][0]:+.4f}"]) + " |")
-    n = {t: results["n-samples"][f"kobest_{t}"]["effective"] for t in TASKS}
-    lines += ["", f"{NUM_FEWSHOT}-shot accuracy ± stderr; test docs per task: "
-              + ", ".join(f"{t} {k}" for t, k in n.items()) + "."]
-    return "\n".join(lines) + "\n"
-
-
-def write(results: dict, label: str, out_dir: Path, adapter_sha256: str | None = None) -> tuple[Path, Path]:
-    raw = {k: v for k, v in results.items() if k != "samples"}
-    raw["recipe"] = {"adapter_sha256": adapter_sha256}  # which trained weights these numbers belong to
-    json_path, md_path = out_dir / "results.json", out_dir / "kobest.md"
-    write_atomic(json_path, json.dumps(raw, ensure_ascii=False, indent=2, default=str) + "\n")
-    write_atomic(md_path, markdown_table(results, label))
-    return json_path, md_path
+        lm = HFLM(pretrained=chat.model, tokenizer=chat.tok, batch_size=batch_size or ("auto" if cuda else 8))
+        for t, (top, spec) in specs.items():
+            try:
+                out[t] = lm_eval.simple_evaluate(model=lm, tasks=[spec], num_fewshot=SHOTS[top], limit=limit,
+                                                 task_manager=tm, log_samples=log_samples)
+            except (ConnectionError, OSError, RuntimeError) as e:  # Hub unreachable, gated, or a script dataset
+                hint = HUB_HINT.get(top, f"without Hub access, pass local files: EVAL_DATA=DIR with "
+                                         f"DIR/{top}/<config>/<split>.jsonl")
+                raise UserError(f"{t}: cannot load its data: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                                f". {hint}") from None
+    if prompts:
+        res, answers = behaviour.run(chat, prompts, batch_size=16 if cuda else 8)
+        out[behaviour.NAME] = {**res, "samples": answers}
+    return {t: out[t] for t in tasks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,24 +161,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, help="evaluate the run this Axolotl config trains")
     p.add_argument("--model", help="model folder or Hub id (base model when --adapter is given); overrides --config")
     p.add_argument("--adapter", help="LoRA adapter folder, evaluated without merging")
-    p.add_argument("--data-dir", type=Path, help="local KoBEST data (default: skt/kobest_v1 from the Hub)")
-    p.add_argument("--out", type=Path, help="output folder (default: outputs/eval/<adapter or model>)")
-    p.add_argument("--limit", type=int, help="test docs per task (smoke runs only; not comparable to the card)")
-    p.add_argument("--batch-size", default="8")
-    p.add_argument("--device")
+    p.add_argument("--tasks", default=DEFAULT_TASKS,
+                   help=f"comma-separated: {', '.join(SHOTS)}, their groups or tasks, {behaviour.NAME} "
+                        f"(default {DEFAULT_TASKS}, the card's)")
+    p.add_argument("--data-dir", type=Path, help="local data DIR/<set>/<config>/<split>.jsonl (default: the Hub)")
+    p.add_argument("--out", type=Path, help="output folder (default: <output_dir>/eval, or outputs/eval/<model>)")
+    p.add_argument("--limit", type=int, help="documents per task, prompts for behaviour (smoke runs; not comparable)")
+    p.add_argument("--batch-size", help="lm-eval batch size (default: auto on CUDA, 8 on CPU)")
+    p.add_argument("--max-new-tokens", type=int, default=behaviour.MAX_NEW_TOKENS, help="behaviour's token limit")
     args = p.parse_args(argv)
 
-    def evaluate():
-        model, adapter, out = model_to_use(args.config, args.model, args.adapter)
+    def run():
+        tasks = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
+        if not tasks:
+            raise UserError("--tasks is empty")
+        model, adapter, run_dir = model_to_use(args.config, args.model, args.adapter)
         label = adapter or model
-        out = args.out or (out / "eval" if out else Path("outputs/eval") / label.strip("/").replace("/", "__"))
-        results = run(model, adapter, args.data_dir, args.limit,
-                      int(args.batch_size) if args.batch_size.isdigit() else args.batch_size, args.device)
-        json_path, md_path = write(results, label, out, adapter_digest(model, adapter))
-        print(md_path.read_text(encoding="utf-8"))
-        print(f"wrote {json_path} and {md_path}")
+        out = args.out or (run_dir / "eval" if run_dir else Path("outputs/eval") / label.strip("/").replace("/", "__"))
+        size = args.batch_size
+        found = evaluate(model, adapter, tasks, args.data_dir, args.limit,
+                         int(size) if size and size.isdigit() else size, max_new_tokens=args.max_new_tokens)
+        digest = adapter_digest(model, adapter)
+        for task, res in found.items():
+            flags = not_comparable(args.limit, args.data_dir if task != behaviour.NAME else None)
+            if task == behaviour.NAME:
+                flags += [f"token limit {args.max_new_tokens}"] if args.max_new_tokens != behaviour.MAX_NEW_TOKENS else []
+                write_atomic(out / "behaviour-answers.jsonl", "".join(
+                    json.dumps(a, ensure_ascii=False) + "\n" for a in res["samples"]))
+            recipe = {"model": model, "adapter": adapter, "adapter_sha256": digest, "not_comparable": flags,
+                      **({"prompts_sha256": sha256_file(behaviour.PROMPTS)} if task == behaviour.NAME else {})}
+            results.write(out, task, res, recipe)
+        everything = results.read(out)
+        text = results.table({label: everything}, delta=True) + "\n" + "\n".join(results.notes(everything, digest)) + "\n"
+        write_atomic(out / "results.md", text)
+        print(text)
+        print(f"wrote {', '.join(f'{t}.json' for t in found)} and results.md to {out}/")
 
-    return run_command(evaluate)
+    return run_command(run)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,7 +26,7 @@ TEXT_FIELDS = {
 }
 KOBEST_TASKS = tuple(TEXT_FIELDS)
 NGRAM = 8  # words per n-gram: preflight's report and the DECONTAMINATE=1 filter
-LAYOUT = "data/kobest-sample/ shows the layout"
+LAYOUT = "data/eval-sample/kobest/ shows the layout"
 _NON_WORD = re.compile(r"[^\w\s]+")
 
 

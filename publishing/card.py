@@ -4,8 +4,8 @@
 
 Everything comes from those files: hyperparameters from the run's record (``axolotl.yml``), the
 data mix from the converters' ``.stats.json`` reports, the prompt example from the first training
-row rendered by chat's own code, KoBEST from ``eval/results.json`` beside the card's published
-columns, and sha256 hashes of the data and the weights. The YAML header is Hub metadata
+row rendered by chat's own code, the eval results (``eval/*.json``) beside the card's published
+KoBEST columns, and sha256 hashes of the data and the weights. The YAML header is Hub metadata
 (``base_model``, ``datasets``, ``model-index``) written with huggingface_hub's own ModelCardData.
 """
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 
 from common.errors import UserError, run_command
 from common.files import sha256_file, stats_path, write_atomic
-from evaluation.harness import NUM_FEWSHOT, TASKS, markdown_table
+from evaluation.harness import SHOTS
+from evaluation.results import notes, read, table
+from preprocess.contamination import KOBEST_TASKS
 from preprocess.sources import SOURCES
 from training.config import ADAPTER_FILE, RESOLVED_NAME, load
 from training.run import MERGED, merged_model, output_dir, prepared_key
@@ -87,36 +89,34 @@ def prompt_example(rows: list[dict]) -> list[str]:
             "this way):", "", "```text", prompt + row["output"] + "<|end_of_text|>", "```"]
 
 
-def not_comparable(results: dict) -> list[str]:
-    """Why these are not the full KoBEST test sets from the Hub, the only results the Hub metadata
-    may claim; empty when they are."""
-    limit = results.get("config", {}).get("limit")
-    local = {results["configs"][f"kobest_{t}"].get("dataset_path") for t in TASKS} != {"skt/kobest_v1"}
-    return ([f"limited to {limit} documents per task"] if limit else []) + \
-        (["evaluated on local files, not `skt/kobest_v1`"] if local else [])
-
-
-def eval_section(results: dict | None, label: str, config: Path, current: bool) -> list[str]:
-    if results is None:
-        return [f"Not evaluated yet: `make eval CONFIG={config}` writes the KoBEST table here."]
+def eval_section(found: dict[str, dict], label: str, config: Path, digest: str | None) -> list[str]:
+    if not found:
+        return [f"Not evaluated yet: `make eval CONFIG={config}` writes the results here."]
+    current = {t: r for t, r in found.items() if r["recipe"].get("adapter_sha256") == digest}
     if not current:
         return [f"The results in `eval/` belong to an earlier adapter; `make eval CONFIG={config}` evaluates this one."]
-    lines = [f"KoBEST, {NUM_FEWSHOT}-shot accuracy (lm-evaluation-harness), beside the columns of the card "
-             "this recipe reproduces:", "", markdown_table(results, label).rstrip()]
-    reasons = not_comparable(results)
-    if reasons:
-        lines += ["", "**Not comparable to the card:** " + " and ".join(reasons) + "."]
-    return lines
+    lines = ["Benchmarks through lm-evaluation-harness and the behaviour task (`make eval`), beside the KoBEST "
+             "columns of the card this recipe reproduces:", "", table({label: current}, delta=True).rstrip(), "",
+             *notes(current)]
+    stale = sorted(set(found) - set(current))
+    return lines + ([f"- left out, scored on an earlier adapter: {', '.join(stale)}"] if stale else [])
+
+
+def hub_kobest(found: dict[str, dict], digest: str | None) -> dict | None:
+    """The KoBEST results the Hub metadata may claim: the full test sets from the Hub, on this adapter."""
+    r = found.get("kobest")
+    return r if r and r["recipe"].get("adapter_sha256") == digest and not r["recipe"].get("not_comparable") else None
 
 
 def metadata(cfg: dict, rows: list[dict], results: dict | None, name: str, merged: bool):
     from huggingface_hub import EvalResult, ModelCardData
 
-    evals = [EvalResult(task_type="multiple-choice", task_name=f"KoBEST {t} ({NUM_FEWSHOT}-shot)",
+    shots = SHOTS["kobest"]
+    evals = [EvalResult(task_type="multiple-choice", task_name=f"KoBEST {t} ({shots}-shot)",
                         dataset_type="skt/kobest_v1", dataset_name="KoBEST", dataset_config=t, dataset_split="test",
-                        dataset_args={"num_few_shot": NUM_FEWSHOT}, metric_type="accuracy", metric_name="accuracy",
+                        dataset_args={"num_few_shot": shots}, metric_type="accuracy", metric_name="accuracy",
                         metric_value=round(results["results"][f"kobest_{t}"]["acc,none"], 4))
-             for t in TASKS] if results else None
+             for t in KOBEST_TASKS] if results else None
     return ModelCardData(
         language=["ko"], license="llama3",
         library_name="transformers" if merged else "peft",
@@ -131,10 +131,9 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
 
     cfg, out = run_files(config)
     rows = data_rows(cfg)
-    results = _json(out / "eval" / "results.json")
+    found = read(out / "eval")
     adapter = out / ADAPTER_FILE
-    current = bool(results) and adapter.is_file() and \
-        results.get("recipe", {}).get("adapter_sha256") == sha256_file(adapter)
+    digest = sha256_file(adapter) if adapter.is_file() else None
     name = name or out.name
     weights = out / MERGED if merged else out
     hashed = sorted(weights.glob("*.safetensors"))
@@ -151,7 +150,7 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
         "## Training details", "",
         *[f"- {k}: {v}" for k, v in cfg.items() if k not in NOT_HYPERPARAMETERS],
         f"- tokenized data: `{cfg.get('dataset_prepared_path')}`", "",
-        "## Evaluation", "", *eval_section(results, name, config, current), "",
+        "## Evaluation", "", *eval_section(found, name, config, digest), "",
         "## Format & Examples", "", *prompt_example(rows), "",
         "## Licence", "",
         f"The weights follow the base model's licence: [Llama 3]({LICENSE_LINK}). Dataset licences are in the "
@@ -164,7 +163,7 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
         *[f"- `{p.relative_to(out)}`: `{sha256_file(p)}`" for p in hashed],
         f"- `{RESOLVED_NAME}` (the resolved training config): `{sha256_file(out / RESOLVED_NAME)}`",
     ]
-    data = metadata(cfg, rows, results if current and not not_comparable(results) else None, name, merged)
+    data = metadata(cfg, rows, hub_kobest(found, digest), name, merged)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
 
 

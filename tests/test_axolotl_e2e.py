@@ -78,4 +78,4 @@ def test_demo_chats_in_the_card_format_and_evaluates(demo):
     out, stdout = demo
     assert ("### Question:\n김치를 오래 보관하려면 어떻게 해야 하나요?\n\n### Instruction:\n"
             f"{SYSTEM_INSTRUCTION}\n\n### Response:\n") in stdout
-    assert (out / "lora" / "eval" / "kobest.md").is_file() and "| kobest_wic |" in stdout
+    assert (out / "lora" / "eval" / "results.md").is_file() and "| kobest_wic | acc |" in stdout

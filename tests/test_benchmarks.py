@@ -7,7 +7,7 @@ from benchmarks import synthetic
 from training.tiny_model import tokenizer
 
 # Recorded with the real Llama-3 tokenizer (Meta's llama3 tokenizer.model through tiktoken), on the
-# texts below: synthetic 0.674 tokens per character (3.00 per word), data/kobest-sample 0.731, a ratio of
+# texts below: synthetic 0.674 tokens per character (3.00 per word), data/eval-sample/kobest 0.731, a ratio of
 # 0.922 (the real KoBEST test sets give 0.65-0.72 tokens per character and 2.83 per word). The demo tokenizer gave 0.924.
 # The 30-noun filler this generator replaced gave 0.36 tokens per character with Llama-3: a ratio of 0.49.
 REFERENCE_RATIO = 0.922
@@ -20,7 +20,7 @@ def tokens_per_char(tok, texts):
 def test_synthetic_text_tokenizes_like_korean_within_ten_percent():
     rng = random.Random(0)
     synth = [synthetic.text(rng, 20, 60) for _ in range(1000)]
-    korean = [v for p in sorted((REPO / "data" / "kobest-sample").glob("*/*.jsonl")) for row in read_jsonl(p)
+    korean = [v for p in sorted((REPO / "data" / "eval-sample" / "kobest").glob("*/*.jsonl")) for row in read_jsonl(p)
               for v in row.values() if isinstance(v, str) and len(v) > 3]
     tok = tokenizer()
     ratio = tokens_per_char(tok, synth) / tokens_per_char(tok, korean)

@@ -1,7 +1,6 @@
 """`make chat` prompts (golden, shared with preprocessing and Axolotl) and `make eval` through the
-real lm-evaluation-harness on the tiny demo model and our KoBEST-shaped sample files."""
+real lm-evaluation-harness on the tiny demo model and our sample files in the benchmarks' schemas."""
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -10,13 +9,15 @@ import pytest
 from helpers import GOLDEN, REPO
 
 from common.errors import UserError
+from evaluation import harness, results
 from evaluation.chat import render
-from evaluation.harness import CARD, TASKS, markdown_table, run, task_specs
+from evaluation.harness import SHOTS, evaluate, plan, task_manager
 from preprocess import guanaco_ko
+from preprocess.contamination import KOBEST_TASKS
 from preprocess.convert import RowContext
 from preprocess.prompts import SYSTEM_INSTRUCTION as SYS
 
-KOBEST = REPO / "data" / "kobest-sample"
+SAMPLE = REPO / "data" / "eval-sample"
 
 # The card's own examples (Format & Examples), verbatim.
 CARD_Q = "피보나치 수열이 뭐야? 그리고 피보나치 수열에 대해 파이썬 코드를 짜줘볼래?"
@@ -84,15 +85,21 @@ def eval_runs(demo):
     """One task, three ways: the property is equality of scores, not coverage (the demo ran all five)."""
     out, _ = demo
     tiny, lora, merged = str(out / "tiny-llama"), str(out / "lora"), str(out / "lora" / "merged")
-    kw = dict(data_dir=KOBEST, batch_size=4, device="cpu", log_samples=True, tasks=("boolq",))
-    return {"adapter": run(tiny, lora, **kw), "merged": run(merged, **kw), "base": run(tiny, **kw)}
+    kw = dict(data_dir=SAMPLE, batch_size=4, log_samples=True, tasks=["kobest_boolq"])
+    return {k: evaluate(*m, **kw)["kobest_boolq"] for k, m in
+            (("adapter", (tiny, lora)), ("merged", (merged,)), ("base", (tiny,)))}
 
 
 @pytest.fixture(scope="module")
-def demo_results(demo):
-    """What the demo's `evaluation.harness` run (adapter on the tiny model, all five tasks) wrote."""
+def demo_eval(demo):
+    """What the demo's `evaluation.harness` run (adapter on the tiny model) wrote, by task."""
     out, _ = demo
-    return json.loads((out / "lora" / "eval" / "results.json").read_text(encoding="utf-8"))
+    return results.read(out / "lora" / "eval")
+
+
+@pytest.fixture(scope="module")
+def tm():
+    return task_manager()
 
 
 def loglikelihoods(res, task):
@@ -100,55 +107,105 @@ def loglikelihoods(res, task):
     return [float(r[0]) for s in samples for r in s["filtered_resps"]]  # one per (doc, choice)
 
 
-def test_harness_runs_all_five_tasks_five_shot_on_local_data(demo_results):
-    res = demo_results
-    for t in TASKS:
-        n_test = len((KOBEST / t / "test.jsonl").read_text(encoding="utf-8").splitlines())
-        assert res["n-shot"][f"kobest_{t}"] == 5
-        assert res["n-samples"][f"kobest_{t}"]["effective"] == n_test
-        assert 0 <= res["results"][f"kobest_{t}"]["acc,none"] <= 1
-    # the harness's own prompt was used, only the data source changed
-    assert res["configs"]["kobest_boolq"]["doc_to_text"] == "{{paragraph}} 질문: {{question}} 답변: "
-    assert res["configs"]["kobest_boolq"]["dataset_path"] == "json"
+def lines(path):
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_demo_ran_each_benchmark_with_its_shots_on_local_data(demo_eval):
+    assert list(demo_eval) == ["kobest", "kmmlu_humss", "haerae", "behaviour"]
+    kobest, kmmlu, haerae = demo_eval["kobest"], demo_eval["kmmlu_humss"], demo_eval["haerae"]
+    for t in KOBEST_TASKS:
+        assert kobest["n-shot"][f"kobest_{t}"] == SHOTS["kobest"] == 5
+        assert kobest["n-samples"][f"kobest_{t}"]["effective"] == lines(SAMPLE / "kobest" / t / "test.jsonl")
+        assert 0 <= kobest["results"][f"kobest_{t}"]["acc,none"] <= 1
+    # the harness's own prompt and group average were used, only the data source changed
+    assert kobest["configs"]["kobest_boolq"]["doc_to_text"] == "{{paragraph}} 질문: {{question}} 답변: "
+    assert kobest["configs"]["kobest_boolq"]["dataset_path"] == "json"
+    assert kobest["group_subtasks"]["kobest"] == [f"kobest_{t}" for t in KOBEST_TASKS]
+    subjects = sorted(p.name for p in (SAMPLE / "kmmlu").iterdir())
+    assert len(subjects) == 11 and set(kmmlu["n-shot"].values()) == {5}
+    assert sum(v["effective"] for v in kmmlu["n-samples"].values()) == 2 * len(subjects)
+    assert kmmlu["configs"]["kmmlu_korean_history"]["doc_to_text"].endswith("\n정답：")
+    assert set(haerae["n-shot"].values()) == {SHOTS["haerae"]} == {0}
+    assert len(haerae["group_subtasks"]["haerae"]) == 5 and haerae["results"]["haerae"]["acc,none"] >= 0
+    # the group's accuracy is the harness's size-weighted mean of its tasks
+    n = {t: kobest["n-samples"][f"kobest_{t}"]["effective"] for t in KOBEST_TASKS}
+    mean = sum(kobest["results"][f"kobest_{t}"]["acc,none"] * n[t] for t in KOBEST_TASKS) / sum(n.values())
+    assert kobest["results"]["kobest"]["acc,none"] == pytest.approx(mean)
 
 
 def test_adapter_without_merging_scores_like_the_merged_model(eval_runs):
     a, m, b = (loglikelihoods(eval_runs[k], "kobest_boolq") for k in ("adapter", "merged", "base"))
-    assert len(a) == len(m) == len(b) == 2 * len((KOBEST / "boolq" / "test.jsonl").read_text().splitlines())
+    assert len(a) == len(m) == len(b) == 2 * lines(SAMPLE / "kobest" / "boolq" / "test.jsonl")
     adapter_vs_merged = max(abs(x - y) for x, y in zip(a, m))
     adapter_vs_base = max(abs(x - y) for x, y in zip(a, b))
     assert adapter_vs_merged < 1e-4  # float noise only
     assert adapter_vs_base > 100 * adapter_vs_merged  # the adapter really changes the scores
 
 
-def test_table_has_the_cards_columns_and_the_difference(demo_results):
-    res = demo_results
-    table = markdown_table(res, "my-run")
-    assert table.splitlines()[0] == ("| Tasks | werty1248/Llama-3-Ko-8B-OpenOrca | beomi/Llama-3-Open-Ko-8B | "
-                                     "werty1248/Llama-3-Ko-8B-Instruct-AOG | my-run | Δ vs Llama-3-Ko-8B-Instruct-AOG |")
-    boolq = next(l for l in table.splitlines() if l.startswith("| kobest_boolq |"))
-    acc = res["results"]["kobest_boolq"]["acc,none"]
-    assert "| 0.7158±0.0120 | 0.7963±0.0108 | 0.8312±0.0100 |" in boolq
+def test_table_has_the_cards_columns_and_the_difference(demo_eval):
+    table = results.table({"my-run": demo_eval}, delta=True).splitlines()
+    assert table[0] == ("| Task | Metric | werty1248/Llama-3-Ko-8B-OpenOrca | beomi/Llama-3-Open-Ko-8B | "
+                        "werty1248/Llama-3-Ko-8B-Instruct-AOG | my-run | Δ vs Llama-3-Ko-8B-Instruct-AOG |")
+    boolq = next(l for l in table if l.startswith("| kobest_boolq |"))
+    acc = demo_eval["kobest"]["results"]["kobest_boolq"]["acc,none"]
+    assert "| acc | 0.7158±0.0120 | 0.7963±0.0108 | 0.8312±0.0100 |" in boolq
     assert boolq.endswith(f"| {acc - 0.8312:+.4f} |")
-    assert sum(l.startswith("| kobest_") for l in table.splitlines()) == 5
-    assert CARD["werty1248/Llama-3-Ko-8B-Instruct-AOG"]["hellaswag"] == (0.4700, 0.0223)
+    # rows: each task and its direct subtasks; behaviour's four scores
+    assert [l.split(" | ")[0][2:] for l in table[2:]] == [
+        "kobest", *(f"kobest_{t}" for t in KOBEST_TASKS), "kmmlu_humss",
+        *demo_eval["kmmlu_humss"]["group_subtasks"]["kmmlu_humss"], "haerae",
+        *demo_eval["haerae"]["group_subtasks"]["haerae"], *["behaviour"] * 4]
+    assert results.CARD["werty1248/Llama-3-Ko-8B-Instruct-AOG"]["hellaswag"] == (0.4700, 0.0223)
 
 
-def test_demo_wrote_results_json_and_table(demo, demo_results):
+def test_demo_wrote_one_file_per_task_and_the_table(demo, demo_eval):
     out, _ = demo
-    raw = demo_results
-    assert set(raw["results"]) == {f"kobest_{t}" for t in TASKS} and "samples" not in raw
+    raw = demo_eval["kobest"]
+    assert "samples" not in raw and raw["recipe"]["not_comparable"] == ["local files (data/eval-sample)"]
     adapter = (out / "lora" / "adapter_model.safetensors").read_bytes()
-    assert raw["recipe"]["adapter_sha256"] == hashlib.sha256(adapter).hexdigest()  # the weights it scored
-    assert (out / "lora" / "eval" / "kobest.md").read_text(encoding="utf-8").count("| kobest_") == 5
+    assert {r["recipe"]["adapter_sha256"] for r in demo_eval.values()} == {hashlib.sha256(adapter).hexdigest()}
+    md = (out / "lora" / "eval" / "results.md").read_text(encoding="utf-8")
+    assert md.count("| kobest_") == 5 and md.count("| behaviour |") == 4
+    assert "- behaviour: 30 prompts, greedy, 128 new tokens at most; **not comparable: token limit 128**" in md
 
 
-def test_missing_local_kobest_data_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="KoBEST data not found"):
-        task_specs(tmp_path)
-    r = subprocess.run([sys.executable, "-m", "evaluation.harness", "--model", "x", "--data-dir", str(tmp_path)],
-                       cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 2 and "KoBEST data not found" in r.stderr and "Traceback" not in r.stderr
+def test_unknown_task_or_missing_local_files_are_clear_errors_before_loading(tm, tmp_path, capsys):
+    with pytest.raises(UserError, match=r"unknown task 'kmmlu_stem_tasks'.*kobest, kmmlu, haerae, behaviour"):
+        plan(["kmmlu_stem_tasks"], None, tm)  # a tag, not a group: the harness would not average it
+    with pytest.raises(UserError, match=r"10 local eval file\(s\) not found, e.g. .*/kobest/boolq/test.jsonl"):
+        plan(["kobest"], tmp_path, tm)
+    # the sample holds one KMMLU category: the whole benchmark lacks the other 34 subjects' dev and test
+    with pytest.raises(UserError, match=r"^68 local eval file\(s\) not found"):
+        plan(["kmmlu"], SAMPLE, tm)
+    assert harness.main(["--model", "x", "--tasks", "kobest,kobst"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown task 'kobst'") and len(err.splitlines()) == 1
+
+
+def test_local_data_keeps_the_harness_groups(tm, tmp_path):
+    """KMMLU's tree (4 categories, each averaging its tagged subjects) rebuilt over local files."""
+    from lm_eval import utils
+
+    leaves = {}
+    for name, entry in tm.task_index.items():
+        if name.startswith("kmmlu_") and entry["type"] == "task" and "kmmlu/default/" in entry["yaml_path"]:
+            leaves[name] = utils.load_yaml_config(entry["yaml_path"], mode="full")["dataset_name"]
+    assert len(leaves) == 45
+    for config in leaves.values():
+        (tmp_path / "kmmlu" / config).mkdir(parents=True)
+        for split in ("dev", "test"):
+            (tmp_path / "kmmlu" / config / f"{split}.jsonl").touch()
+    _, specs = plan(["kmmlu", "haerae"], None, tm)
+    assert specs == {"kmmlu": ("kmmlu", "kmmlu"), "haerae": ("haerae", "haerae")}  # the Hub: the names as they are
+    _, specs = plan(["kmmlu"], tmp_path, tm)
+    top = specs["kmmlu"][1]
+    assert top["group"] == "kmmlu" and top["aggregate_metric_list"][0]["weight_by_size"] is True
+    assert [g["group"] for g in top["task"]] == ["kmmlu_stem", "kmmlu_other", "kmmlu_applied_science", "kmmlu_humss"]
+    got = {t["task"]: t for g in top["task"] for t in g["task"]}
+    assert set(got) == set(leaves)
+    assert got["kmmlu_korean_history"]["dataset_kwargs"]["data_files"] == {
+        s: str(tmp_path / "kmmlu" / "Korean-History" / f"{s}.jsonl") for s in ("dev", "test")}
 
 
 def test_make_chat_passes_the_question_as_text(tmp_path):
@@ -171,7 +228,7 @@ def test_eval_of_an_empty_adapter_folder_or_unknown_model_is_one_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for args, needle in (([ "--model", "no-such-org/no-such-model"], "cannot load no-such-org/no-such-model"),
                          (["--model", "no-such-org/m", "--adapter", str(tmp_path / "adapter")], "no adapter_config.json")):
-        done = subprocess.run([sys.executable, "-m", "evaluation.harness", *args, "--data-dir", "data/kobest-sample",
+        done = subprocess.run([sys.executable, "-m", "evaluation.harness", *args, "--data-dir", "data/eval-sample",
                                "--out", str(tmp_path / "eval"), "--limit", "1"], cwd=REPO, capture_output=True,
                               text=True, env=env)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -220,7 +220,7 @@ def test_a_kobest_file_that_is_missing_empty_or_wrong_is_an_error(tmp_path, dama
 
     from preprocess import contamination
 
-    shutil.copytree(REPO / "data" / "kobest-sample", tmp_path / "kobest")
+    shutil.copytree(REPO / "data" / "eval-sample" / "kobest", tmp_path / "kobest")
     assert len(contamination.load_kobest(tmp_path / "kobest")) > 0
     damage(tmp_path / "kobest")
     with pytest.raises(UserError, match=needle):

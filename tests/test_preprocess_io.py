@@ -211,7 +211,7 @@ def test_make_data_decontaminate_writes_a_filtered_copy(tmp_path):
     import shutil
 
     kobest = tmp_path / "kobest"
-    shutil.copytree(REPO / "data" / "kobest-sample", kobest)
+    shutil.copytree(REPO / "data" / "eval-sample" / "kobest", kobest)
     planted = read_jsonl(REPO / "data" / "sample" / "openorca_ko.jsonl")[0]["output"]
     copa = read_jsonl(kobest / "copa" / "test.jsonl")
     copa[0]["alternative_1"] = " ".join(planted.split()[:3])  # a 3-word KoBEST text inside a training answer
@@ -234,7 +234,7 @@ def test_make_data_decontaminate_writes_a_filtered_copy(tmp_path):
 def test_the_fast_batch_match_gives_the_answers_of_match():
     from preprocess.contamination import NgramIndex, load_kobest
 
-    docs = load_kobest(REPO / "data" / "kobest-sample") + [("copa", 99, "비가 왔다."), ("wic", 98, "그 사람은 좋다")]
+    docs = load_kobest(REPO / "data" / "eval-sample" / "kobest") + [("copa", 99, "비가 왔다."), ("wic", 98, "그 사람은 좋다")]
     index = NgramIndex(docs)
     assert len(index.sizes) > 2  # whole short texts of several lengths, and 8-grams
     rng = random.Random(3)

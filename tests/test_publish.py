@@ -98,7 +98,9 @@ def test_card_is_built_from_the_runs_files(run_copy):
         assert f"- {key}: {record[key]}\n" in text
     assert "The dataset files below are byte for byte the ones the run tokenized." in text
     assert f"### Question:\n김치를 오래 보관하려면 어떻게 해야 하나요?\n\n### Instruction:\n{SYSTEM_INSTRUCTION}" in text
-    assert "**Not comparable to the card:** evaluated on local files, not `skt/kobest_v1`." in text
+    assert "- kobest: 5-shot, 26 test documents; **not comparable: local files (data/eval-sample)**" in text
+    assert "| kobest_boolq | acc | 0.7158±0.0120 | 0.7963±0.0108 | 0.8312±0.0100 | " in text
+    assert "| behaviour | stopped |" in text and "| haerae | acc |" in text  # every task the demo evaluated
 
     parsed = ModelCard.load(path).data
     assert parsed.eval_results is None  # sample files are never claimed as KoBEST results on the Hub
@@ -120,14 +122,13 @@ def test_full_kobest_results_become_hub_metadata_of_the_current_adapter(run_copy
     from huggingface_hub import ModelCard
 
     out = run_copy.parent / "run"
-    path = out / "eval" / "results.json"
+    path = out / "eval" / "kobest.json"
     results = json.loads(path.read_text())
-    for task in results["configs"].values():  # as a run on skt/kobest_v1 from the Hub records it
-        task["dataset_path"] = "skt/kobest_v1"
+    results["recipe"]["not_comparable"] = []  # as a run on skt/kobest_v1 from the Hub records it
     path.write_text(json.dumps(results))
     parsed = ModelCard.load(card.write(run_copy)).data
     assert {r.dataset_config: r.metric_value for r in parsed.eval_results} == {
-        t.removeprefix("kobest_"): round(v["acc,none"], 4) for t, v in results["results"].items()}
+        t.removeprefix("kobest_"): round(v["acc,none"], 4) for t, v in results["results"].items() if t != "kobest"}
     assert {r.dataset_type for r in parsed.eval_results} == {"skt/kobest_v1"}
 
     (out / "adapter_model.safetensors").write_bytes(b"trained further after the eval")
@@ -138,7 +139,7 @@ def test_full_kobest_results_become_hub_metadata_of_the_current_adapter(run_copy
 def test_card_without_eval_says_how_to_run_it(run_copy):
     shutil.rmtree(run_copy.parent / "run" / "eval")
     text = card.render(run_copy)
-    assert f"Not evaluated yet: `make eval CONFIG={run_copy}` writes the KoBEST table here." in text
+    assert f"Not evaluated yet: `make eval CONFIG={run_copy}` writes the results here." in text
     assert "model-index" not in text
 
 
@@ -160,7 +161,8 @@ def test_push_dry_run_lists_what_goes_up(run_copy, capfd):
     tb = [str(p.relative_to(out)) for p in sorted((out / "runs").rglob("*")) if p.is_file()]
     assert listed == ["README.md", "adapter_config.json", "adapter_model.safetensors", "axolotl.yml",
                       "generation_config.json", "loss.png", "tokenizer.json", "tokenizer_config.json",
-                      "eval/kobest.md", "eval/results.json", *tb]
+                      *(f"eval/{f}" for f in ("behaviour-answers.jsonl", "behaviour.json", "haerae.json",
+                                              "kmmlu_humss.json", "kobest.json", "results.md")), *tb]
     assert "# tiny-aog" in (out / "README.md").read_text()  # the card went with it
 
     assert publish.main(["push", str(run_copy), "--repo", "me/tiny-aog", "--merged", "--dry-run"]) == 0
