@@ -150,8 +150,8 @@ eval: $(STAMP) ## Benchmarks (TASKS=kobest default; kmmlu, haerae, behaviour) on
 	@test -z "$(KOBEST_DATA)" || { echo "error: make eval reads local data from EVAL_DATA=<dir> with <dir>/kobest/<task>/..." \
 	  "(KOBEST_DATA is the KoBEST folder of make data and make preflight)" >&2; exit 2; }
 	$(PY) -m evaluation.harness --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) \
-	  $(if $(TASKS),--tasks $(TASKS)) $(if $(EVAL_DATA),--data-dir $(EVAL_DATA)) $(if $(LIMIT),--limit $(LIMIT)) \
-	  $(if $(BATCH),--batch-size $(BATCH))
+	  $(if $(TASKS),--tasks "$(TASKS)") $(if $(EVAL_DATA),--data-dir "$(EVAL_DATA)") $(if $(LIMIT),--limit "$(LIMIT)") \
+	  $(if $(BATCH),--batch-size "$(BATCH)")
 
 compare: $(STAMP) ## Eval results side by side: CONFIGS="a.yml b.yml [outputs/eval/<model>]" -> outputs/compare.{md,png}
 	@test -n "$(CONFIGS)" || { echo "error: set CONFIGS=\"<config> <config> ...\", the runs to compare" >&2; exit 2; }

@@ -20,11 +20,11 @@ from training.config import ADAPTER_FILE, load
 from training.run import output_dir
 
 
-def gather(paths: list[Path]) -> tuple[dict[str, dict | None], list[str]]:
-    """(label -> the run's results or None, notes), labelled by config or folder name (by path when
-    names repeat)."""
+def gather(paths: list[Path]) -> tuple[dict[str, dict | None], dict[str, str | None], list[str]]:
+    """(label -> the run's results or None, label -> its adapter's sha256, notes), labelled by config
+    or folder name (by path when names repeat)."""
     names = [p.stem if p.is_file() else p.name for p in paths]
-    runs, lines = {}, []
+    runs, digests, lines = {}, {}, []
     for path, name in zip(paths, names):
         if path.is_dir():
             folder, digest, how = path, None, "make eval MODEL=..."
@@ -37,10 +37,10 @@ def gather(paths: list[Path]) -> tuple[dict[str, dict | None], list[str]]:
             raise UserError(f"{path}: neither a config nor an eval folder")
         label = name if names.count(name) == 1 else str(path)
         found = results.read(folder)
-        runs[label] = found or None
+        runs[label], digests[label] = found or None, digest
         lines += ["", f"**{label}** (`{folder}/`)" + ("" if found else f": missing, `{how}`"),
                   *results.notes(found, digest)]
-    return runs, lines
+    return runs, digests, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def compare():
-        runs, lines = gather(args.runs)
-        text = results.table(runs) + "\n".join(lines) + "\n"
+        runs, digests, lines = gather(args.runs)
+        text = results.table(runs, digests=digests) + "\n".join(lines) + "\n"
         print(text)
         md = args.out.with_suffix(".md")
         write_atomic(md, text)

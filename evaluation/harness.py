@@ -16,8 +16,10 @@ evaluated there, beside the card's published KoBEST columns.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -32,9 +34,9 @@ from training.run import adapter_digest, model_to_use
 SHOTS = {"kobest": 5, "kmmlu": 5, "haerae": 0}
 DEFAULT_TASKS = "kobest"
 HUB_HINT = {
-    "haerae": "HAERAE-HUB/HAE_RAE_BENCH is gated (accept its terms, then `huggingface-cli login`) and its "
-              "newest revision loads through a script that datasets 4 refuses; put its rows in "
-              "DIR/haerae/<config>/test.jsonl and pass EVAL_DATA=DIR",
+    "haerae": "HAERAE-HUB/HAE_RAE_BENCH is gated (accept its terms, then `huggingface-cli login`), and its "
+              "v1.1 loads through a dataset script, which datasets 4 no longer runs; if that is the cause, put "
+              "its rows in DIR/haerae/<config>/test.jsonl and pass EVAL_DATA=DIR",
 }
 
 
@@ -112,22 +114,39 @@ def plan(tasks: list[str], data_dir: Path | None, tm=None) -> tuple[object | Non
     return tm, specs
 
 
-def not_comparable(limit: int | None, data_dir: Path | None) -> list[str]:
-    return ([f"limited to {limit} documents per task"] if limit else []) + \
-        ([f"local files ({data_dir})"] if data_dir else [])
+def load_data(tm, specs: dict[str, tuple[str, object]], data_dir: Path | None) -> None:
+    """Every task's data loaded (and cached) before the model is: a failure costs seconds, not a run."""
+    from lm_eval.tasks import get_task_dict
+
+    for t, (top, spec) in specs.items():
+        try:
+            get_task_dict([copy.deepcopy(spec)], tm)  # the harness pops keys from the dicts it is given
+        except Exception as e:  # noqa: BLE001 (Hub unreachable or gated, a script dataset, a malformed file)
+            hint = HUB_HINT.get(top, f"without Hub access, pass local files: EVAL_DATA=DIR with "
+                                     f"DIR/{top}/<config>/<split>.jsonl") if data_dir is None else \
+                f"check the files under {data_dir / top}/"
+            why = "; ".join(f"{type(x).__name__}: {str(x).strip().splitlines()[0] if str(x).strip() else ''}"
+                            for x in (e, e.__cause__ or e.__context__) if x is not None)
+            raise UserError(f"{t}: cannot load its data ({why}). {hint[0].upper() + hint[1:]}") from None
+
+
+def not_comparable(limit: int | None, data_dir: Path | None, unit: str = "documents per task") -> list[str]:
+    return ([f"limited to {limit} {unit}"] if limit else []) + ([f"local files ({data_dir})"] if data_dir else [])
 
 
 def evaluate(model: str, adapter: str | None = None, tasks: list[str] = (DEFAULT_TASKS,), data_dir: Path | None = None,
              limit: int | None = None, batch_size: int | str | None = None, log_samples: bool = False,
-             max_new_tokens: int = behaviour.MAX_NEW_TOKENS) -> dict[str, dict]:
+             max_new_tokens: int = behaviour.MAX_NEW_TOKENS, done=None) -> dict[str, dict]:
     """task -> results (lm-eval's result dict; behaviour's in the same layout, with its answers under
-    ``samples``), for ``model`` (+ ``adapter``), loaded once."""
+    ``samples``), for ``model`` (+ ``adapter``), loaded once. ``done(task, results)`` is called as each
+    task finishes, so a failure later loses nothing before it."""
     for name in filter(None, (model, adapter)):
         if missing_local(name):
             raise UserError(f"{name}: folder not found")
     if adapter and Path(adapter).is_dir() and not (Path(adapter) / "adapter_config.json").is_file():
         raise UserError(f"{adapter}: no adapter_config.json, so not a LoRA adapter folder (did training finish?)")
     tm, specs = plan(list(tasks), data_dir)
+    load_data(tm, specs, data_dir)
     prompts = behaviour.load_prompts()[:limit] if behaviour.NAME in tasks else []
     import torch
 
@@ -142,18 +161,27 @@ def evaluate(model: str, adapter: str | None = None, tasks: list[str] = (DEFAULT
 
         lm = HFLM(pretrained=chat.model, tokenizer=chat.tok, batch_size=batch_size or ("auto" if cuda else 8))
         for t, (top, spec) in specs.items():
-            try:
-                out[t] = lm_eval.simple_evaluate(model=lm, tasks=[spec], num_fewshot=SHOTS[top], limit=limit,
-                                                 task_manager=tm, log_samples=log_samples)
-            except (ConnectionError, OSError, RuntimeError) as e:  # Hub unreachable, gated, or a script dataset
-                hint = HUB_HINT.get(top, f"without Hub access, pass local files: EVAL_DATA=DIR with "
-                                         f"DIR/{top}/<config>/<split>.jsonl")
-                raise UserError(f"{t}: cannot load its data: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                                f". {hint}") from None
+            lm.batch_sizes.clear()  # "auto" sizes are cached on the model: find them again for this task
+            out[t] = lm_eval.simple_evaluate(model=lm, tasks=[spec], num_fewshot=SHOTS[top], limit=limit,
+                                             task_manager=tm, log_samples=log_samples)
+            done and done(t, out[t])
     if prompts:
         res, answers = behaviour.run(chat, prompts, batch_size=16 if cuda else 8)
         out[behaviour.NAME] = {**res, "samples": answers}
+        done and done(behaviour.NAME, out[behaviour.NAME])
     return {t: out[t] for t in tasks}
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return int(text)
+
+
+def batch_size(text: str) -> int | str:
+    if re.fullmatch(r"auto(:[1-9][0-9]*)?", text):
+        return text
+    return positive(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {DEFAULT_TASKS}, the card's)")
     p.add_argument("--data-dir", type=Path, help="local data DIR/<set>/<config>/<split>.jsonl (default: the Hub)")
     p.add_argument("--out", type=Path, help="output folder (default: <output_dir>/eval, or outputs/eval/<model>)")
-    p.add_argument("--limit", type=int, help="documents per task, prompts for behaviour (smoke runs; not comparable)")
-    p.add_argument("--batch-size", help="lm-eval batch size (default: auto on CUDA, 8 on CPU)")
-    p.add_argument("--max-new-tokens", type=int, default=behaviour.MAX_NEW_TOKENS, help="behaviour's token limit")
+    p.add_argument("--limit", type=positive, help="documents per task, prompts for behaviour (smoke runs; not comparable)")
+    p.add_argument("--batch-size", type=batch_size, help="lm-eval batch size: N, auto or auto:N (default: auto on CUDA, "
+                                                         "8 on CPU)")
+    p.add_argument("--max-new-tokens", type=positive, default=behaviour.MAX_NEW_TOKENS, help="behaviour's token limit")
     args = p.parse_args(argv)
 
     def run():
@@ -178,24 +207,27 @@ def main(argv: list[str] | None = None) -> int:
         model, adapter, run_dir = model_to_use(args.config, args.model, args.adapter)
         label = adapter or model
         out = args.out or (run_dir / "eval" if run_dir else Path("outputs/eval") / label.strip("/").replace("/", "__"))
-        size = args.batch_size
-        found = evaluate(model, adapter, tasks, args.data_dir, args.limit,
-                         int(size) if size and size.isdigit() else size, max_new_tokens=args.max_new_tokens)
         digest = adapter_digest(model, adapter)
-        for task, res in found.items():
-            flags = not_comparable(args.limit, args.data_dir if task != behaviour.NAME else None)
+
+        def save(task: str, res: dict) -> None:
+            flags = not_comparable(args.limit, args.data_dir, "documents per task") if task != behaviour.NAME \
+                else not_comparable(args.limit, None, "prompts")
             if task == behaviour.NAME:
                 flags += [f"token limit {args.max_new_tokens}"] if args.max_new_tokens != behaviour.MAX_NEW_TOKENS else []
                 write_atomic(out / "behaviour-answers.jsonl", "".join(
                     json.dumps(a, ensure_ascii=False) + "\n" for a in res["samples"]))
             recipe = {"model": model, "adapter": adapter, "adapter_sha256": digest, "not_comparable": flags,
                       **({"prompts_sha256": sha256_file(behaviour.PROMPTS)} if task == behaviour.NAME else {})}
-            results.write(out, task, res, recipe)
+            print(f"wrote {results.write(out, task, res, recipe)}", file=sys.stderr)
+
+        evaluate(model, adapter, tasks, args.data_dir, args.limit, args.batch_size,
+                 max_new_tokens=args.max_new_tokens, done=save)
         everything = results.read(out)
-        text = results.table({label: everything}, delta=True) + "\n" + "\n".join(results.notes(everything, digest)) + "\n"
+        text = results.table({label: everything}, delta=True, digests={label: digest}) + "\n" + \
+            "\n".join(results.notes(everything, digest)) + "\n"
         write_atomic(out / "results.md", text)
         print(text)
-        print(f"wrote {', '.join(f'{t}.json' for t in found)} and results.md to {out}/")
+        print(f"wrote {out / 'results.md'}, the table of every task in {out}/")
 
     return run_command(run)
 

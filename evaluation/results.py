@@ -8,6 +8,7 @@ and its direct subtasks (KMMLU's four categories, KoBEST's five tasks).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from common.files import write_atomic
@@ -79,24 +80,37 @@ def _card(name: str) -> list[tuple[float, float] | None]:
     return [CARD[m].get(t) if name.startswith("kobest_") else None for m in CARD]
 
 
-def table(runs: dict[str, dict[str, dict] | None], delta: bool = False) -> str:
+def _stale(res: dict, digest: str | None) -> bool:
+    scored = res.get("recipe", {}).get("adapter_sha256")
+    return bool(digest and scored and scored != digest)
+
+
+def table(runs: dict[str, dict[str, dict] | None], delta: bool = False, digests: dict[str, str | None] | None = None) -> str:
     """One markdown table: the card's published columns, then one column per run (None: no
-    results, listed as missing), and with ``delta`` the difference of the single run to AOG."""
-    keyed: dict[tuple[str, str], dict[str, tuple[float, float | None]]] = {}
+    results, listed as missing), and with ``delta`` the difference of the single run to AOG.
+    ``digests`` (run -> sha256 of its adapter now) marks results of an earlier adapter with †; a row
+    that two results hold (``kobest_copa`` run alone and within ``kobest``) shows the current one."""
+    keyed: dict[tuple[str, str], dict[str, tuple[float, float | None, bool]]] = {}
+    digests = digests or {}
     for label, tasks in runs.items():
-        for task, res in (tasks or {}).items():
-            for name, metric, value, se in rows(task, res):  # a subtask also run alone: the set's row wins
-                keyed.setdefault((name, metric), {}).setdefault(label, (value, se))
+        ordered = sorted((tasks or {}).items(), key=lambda kv: _stale(kv[1], digests.get(label)))
+        for task, res in ordered:
+            stale = _stale(res, digests.get(label))
+            for name, metric, value, se in rows(task, res):
+                keyed.setdefault((name, metric), {}).setdefault(label, (value, se, stale))
     cols = list(CARD) + list(runs) + ([f"Δ vs {REFERENCE.split('/')[1]}"] if delta else [])
     lines = ["| Task | Metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for (name, metric), by_run in keyed.items():
         card = _card(name) if metric == "acc" else [None] * len(CARD)
         cells = [_cell(*c, metric) if c else "" for c in card]
-        cells += [_cell(*by_run[r], metric) if r in by_run else (MISSING if runs[r] is None else "—") for r in runs]
+        cells += [_cell(*by_run[r][:2], metric) + "†" * by_run[r][2] if r in by_run
+                  else (MISSING if runs[r] is None else "—") for r in runs]
         if delta:
             ours = next(iter(by_run.values()))
             cells.append(f"{ours[0] - card[-1][0]:+.4f}" if card[-1] else "")
         lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
+    if any(v[2] for by_run in keyed.values() for v in by_run.values()):
+        lines += ["", "† scored an earlier adapter than the run's current one: rerun `make eval` for it."]
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +156,7 @@ def chart(runs: dict[str, dict[str, dict] | None], path: Path) -> Path:
     height = 0.8 / max(1, len(columns))
     for j, col in enumerate(columns):
         ys = [i + (j - (len(columns) - 1) / 2) * height for i in range(len(keys))]
-        vals = [series[k].get(col, (0.0, None)) for k in keys]
+        vals = [series[k].get(col, (math.nan, None)) for k in keys]  # no result: no bar
         ax.barh(ys, [v for v, _ in vals], height, xerr=[se or 0 for _, se in vals], label=col, capsize=2)
     ax.set_yticks(range(len(keys)), keys, fontsize=8)
     ax.invert_yaxis()

@@ -91,7 +91,10 @@ def prompt_example(rows: list[dict]) -> list[str]:
 
 def eval_section(found: dict[str, dict], label: str, config: Path, digest: str | None) -> list[str]:
     if not found:
-        return [f"Not evaluated yet: `make eval CONFIG={config}` writes the results here."]
+        old = (Path(output_dir(load(config), config)) / "eval" / "results.json").is_file()
+        return [f"Not evaluated yet: `make eval CONFIG={config}` writes the results here."
+                + (" (`eval/results.json` is in the layout of an earlier version of this repo, one file per task "
+                   "now.)" if old else "")]
     current = {t: r for t, r in found.items() if r["recipe"].get("adapter_sha256") == digest}
     if not current:
         return [f"The results in `eval/` belong to an earlier adapter; `make eval CONFIG={config}` evaluates this one."]

@@ -75,6 +75,9 @@ def test_generation_stops_at_eos_and_batching_changes_no_answer(demo):
     got = chat.complete([prompts[0]])[0]
     assert (got.stopped, got.tokens) == (True, stop)
     assert got.text == chat.tok.decode(generated[:stop], skip_special_tokens=True).strip()
+    # in a batch, the row that stops is cut at its eos while the others go on: same answers as alone
+    batch = chat.complete([prompts[1], prompts[0]])
+    assert batch == [chat.complete([prompts[1]])[0], got]
 
 
 def test_demo_behaviour_records_each_answer_and_its_scores(demo):

@@ -1,7 +1,9 @@
 """`make chat` prompts (golden, shared with preprocessing and Axolotl) and `make eval` through the
 real lm-evaluation-harness on the tiny demo model and our sample files in the benchmarks' schemas."""
+import copy
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ from helpers import GOLDEN, REPO
 from common.errors import UserError
 from evaluation import harness, results
 from evaluation.chat import render
-from evaluation.harness import SHOTS, evaluate, plan, task_manager
+from evaluation.harness import SHOTS, evaluate, load_data, plan, task_manager
 from preprocess import guanaco_ko
 from preprocess.contamination import KOBEST_TASKS
 from preprocess.convert import RowContext
@@ -159,6 +161,20 @@ def test_table_has_the_cards_columns_and_the_difference(demo_eval):
     assert results.CARD["werty1248/Llama-3-Ko-8B-Instruct-AOG"]["hellaswag"] == (0.4700, 0.0223)
 
 
+def test_a_row_shows_the_current_adapters_result_and_marks_an_earlier_one(demo_eval):
+    stale = copy.deepcopy(demo_eval["kobest"])
+    stale["recipe"]["adapter_sha256"] = "earlier"
+    stale["results"]["kobest_copa"]["acc,none"] = 0.1234
+    current = demo_eval["kobest"]["recipe"]["adapter_sha256"]
+    alone = {k: v for k, v in demo_eval["kobest"].items() if k != "group_subtasks"}  # kobest_copa run alone
+    alone["results"] = {"kobest_copa": demo_eval["kobest"]["results"]["kobest_copa"]}
+    table = results.table({"run": {"kobest": stale, "kobest_copa": alone}}, delta=True, digests={"run": current})
+    copa = next(l for l in table.splitlines() if l.startswith("| kobest_copa |"))
+    boolq = next(l for l in table.splitlines() if l.startswith("| kobest_boolq |"))
+    assert "0.1234" not in copa and "†" not in copa  # the current result, not the stale one
+    assert boolq.split(" | ")[5].endswith("†") and table.rstrip().endswith("rerun `make eval` for it.")
+
+
 def test_demo_wrote_one_file_per_task_and_the_table(demo, demo_eval):
     out, _ = demo
     raw = demo_eval["kobest"]
@@ -181,6 +197,18 @@ def test_unknown_task_or_missing_local_files_are_clear_errors_before_loading(tm,
     assert harness.main(["--model", "x", "--tasks", "kobest,kobst"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown task 'kobst'") and len(err.splitlines()) == 1
+
+
+def test_a_malformed_local_file_or_bad_option_is_one_line_before_the_model_loads(tm, tmp_path, capsys):
+    shutil.copytree(SAMPLE / "kobest", tmp_path / "kobest")
+    with (tmp_path / "kobest" / "copa" / "test.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"premise": "끝나지 않은 줄\n')
+    with pytest.raises(UserError, match=r"^kobest_copa: cannot load its data \(DatasetGenerationError: .*JSON parse error.*\)\. Check the files under .*/kobest/$"):
+        load_data(tm, plan(["kobest_copa"], tmp_path, tm)[1], tmp_path)
+    for option, value in (("--limit", "0"), ("--batch-size", "abc"), ("--max-new-tokens", "-5")):
+        with pytest.raises(SystemExit) as e:
+            harness.main(["--model", "x", option, value])
+        assert e.value.code == 2 and f"{option}: expected a whole number of 1 or more" in capsys.readouterr().err
 
 
 def test_local_data_keeps_the_harness_groups(tm, tmp_path):
