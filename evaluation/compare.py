@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         md = args.out.with_suffix(".md")
         write_atomic(md, text)
         if any(runs.values()):
-            png = results.chart(runs, args.out.with_suffix(".png"))
+            png = results.chart(runs, args.out.with_suffix(".png"), digests)
             print(f"wrote {md} and {png}")
         else:
             print(f"wrote {md}; no run has results, so no chart")

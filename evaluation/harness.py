@@ -150,10 +150,10 @@ def evaluate(model: str, adapter: str | None = None, tasks: list[str] = (DEFAULT
     prompts = behaviour.load_prompts()[:limit] if behaviour.NAME in tasks else []
     import torch
 
-    from evaluation.chat import Chat, load
+    from evaluation.chat import Chat
 
     cuda = torch.cuda.is_available()
-    chat = Chat(model, adapter, max_new_tokens=max_new_tokens, loaded=load(model, adapter))
+    chat = Chat(model, adapter, max_new_tokens=max_new_tokens)
     out = {}
     if specs:
         import lm_eval
@@ -219,14 +219,18 @@ def main(argv: list[str] | None = None) -> int:
             recipe = {"model": model, "adapter": adapter, "adapter_sha256": digest, "not_comparable": flags,
                       **({"prompts_sha256": sha256_file(behaviour.PROMPTS)} if task == behaviour.NAME else {})}
             print(f"wrote {results.write(out, task, res, recipe)}", file=sys.stderr)
+            summary()
+
+        def summary() -> str:  # the table of every task in `out`, rewritten as each task ends
+            everything = results.read(out)
+            text = results.table({label: everything}, delta=True, digests={label: digest}) + "\n" + \
+                "\n".join(results.notes(everything, digest)) + "\n"
+            write_atomic(out / "results.md", text)
+            return text
 
         evaluate(model, adapter, tasks, args.data_dir, args.limit, args.batch_size,
                  max_new_tokens=args.max_new_tokens, done=save)
-        everything = results.read(out)
-        text = results.table({label: everything}, delta=True, digests={label: digest}) + "\n" + \
-            "\n".join(results.notes(everything, digest)) + "\n"
-        write_atomic(out / "results.md", text)
-        print(text)
+        print(summary())
         print(f"wrote {out / 'results.md'}, the table of every task in {out}/")
 
     return run_command(run)

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from common.files import write_atomic
+from evaluation import behaviour
 
 # The card's table: 5-shot KoBEST accuracy and stderr per task, by model, in the card's column order.
 CARD = {
@@ -26,8 +27,7 @@ CARD = {
                                              "wic": (0.5937, 0.0138)},
 }
 REFERENCE = "werty1248/Llama-3-Ko-8B-Instruct-AOG"
-BEHAVIOUR_METRICS = ("stopped", "hangul", "repeated_4grams", "chars")
-ORDER = ("kobest", "kmmlu", "haerae", "behaviour")  # table order; other tasks follow, by name
+ORDER = ("kobest", "kmmlu", "haerae", behaviour.NAME)  # table order; other tasks follow, by name
 MISSING = "missing"
 
 
@@ -42,7 +42,7 @@ def write(out_dir: Path, task: str, results: dict, recipe: dict) -> Path:
 def read(eval_dir: Path) -> dict[str, dict]:
     """task -> results of every task evaluated in ``eval_dir``, in table order."""
     found = {}
-    for path in sorted(eval_dir.glob("*.json")) if eval_dir.is_dir() else ():
+    for path in eval_dir.glob("*.json") if eval_dir.is_dir() else ():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -59,7 +59,7 @@ def _rank(task: str) -> int:
 def rows(task: str, results: dict) -> list[tuple[str, str, float, float | None]]:
     """(row name, metric, value, stderr) for the task and its direct subtasks."""
     names = [task, *results.get("group_subtasks", {}).get(task, [])]
-    metrics = BEHAVIOUR_METRICS if task == "behaviour" else ("acc",)
+    metrics = behaviour.METRICS if task == behaviour.NAME else ("acc",)
     out = []
     for name in names:
         r = results["results"].get(name, {})
@@ -85,19 +85,24 @@ def _stale(res: dict, digest: str | None) -> bool:
     return bool(digest and scored and scored != digest)
 
 
-def table(runs: dict[str, dict[str, dict] | None], delta: bool = False, digests: dict[str, str | None] | None = None) -> str:
-    """One markdown table: the card's published columns, then one column per run (None: no
-    results, listed as missing), and with ``delta`` the difference of the single run to AOG.
-    ``digests`` (run -> sha256 of its adapter now) marks results of an earlier adapter with †; a row
-    that two results hold (``kobest_copa`` run alone and within ``kobest``) shows the current one."""
+def _keyed(runs: dict[str, dict[str, dict] | None], digests: dict[str, str | None]
+           ) -> dict[tuple[str, str], dict[str, tuple[float, float | None, bool]]]:
+    """(row, metric) -> run -> (value, stderr, scored an earlier adapter); a row that two results
+    hold (``kobest_copa`` run alone and within ``kobest``) takes the current adapter's."""
     keyed: dict[tuple[str, str], dict[str, tuple[float, float | None, bool]]] = {}
-    digests = digests or {}
     for label, tasks in runs.items():
-        ordered = sorted((tasks or {}).items(), key=lambda kv: _stale(kv[1], digests.get(label)))
-        for task, res in ordered:
+        for task, res in sorted((tasks or {}).items(), key=lambda kv: _stale(kv[1], digests.get(label))):
             stale = _stale(res, digests.get(label))
             for name, metric, value, se in rows(task, res):
                 keyed.setdefault((name, metric), {}).setdefault(label, (value, se, stale))
+    return keyed
+
+
+def table(runs: dict[str, dict[str, dict] | None], delta: bool = False, digests: dict[str, str | None] | None = None) -> str:
+    """One markdown table: the card's published columns, then one column per run (None: no
+    results, listed as missing), and with ``delta`` the difference of the single run to AOG.
+    ``digests`` (run -> sha256 of its adapter now) marks results of an earlier adapter with †."""
+    keyed = _keyed(runs, digests or {})
     cols = list(CARD) + list(runs) + ([f"Δ vs {REFERENCE.split('/')[1]}"] if delta else [])
     lines = ["| Task | Metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for (name, metric), by_run in keyed.items():
@@ -123,15 +128,13 @@ def notes(tasks: dict[str, dict], adapter_sha256: str | None = None) -> list[str
         docs = sum(v.get("effective", 0) for v in n.values())
         shots = sorted(set(res.get("n-shot", {}).values()))
         what = f"{docs} prompts, greedy, {res['config'].get('max_new_tokens')} new tokens at most" \
-            if task == "behaviour" else f"{'/'.join(map(str, shots))}-shot, {docs} test documents"
-        flags = list(recipe.get("not_comparable", []))
-        if adapter_sha256 and recipe.get("adapter_sha256") not in (None, adapter_sha256):
-            flags.append("scored an earlier adapter")
+            if task == behaviour.NAME else f"{'/'.join(map(str, shots))}-shot, {docs} test documents"
+        flags = list(recipe.get("not_comparable", [])) + ["scored an earlier adapter"] * _stale(res, adapter_sha256)
         lines.append(f"- {task}: {what}" + (f"; **not comparable: {', '.join(flags)}**" if flags else ""))
     return lines
 
 
-def chart(runs: dict[str, dict[str, dict] | None], path: Path) -> Path:
+def chart(runs: dict[str, dict[str, dict] | None], path: Path, digests: dict[str, str | None] | None = None) -> Path:
     """Bars of every score in [0, 1] (accuracies, behaviour shares), one colour per column of the
     table (the card's models where they publish a number), with stderr whiskers. Answer length is
     in characters, another scale, so it stays in the table only."""
@@ -141,15 +144,11 @@ def chart(runs: dict[str, dict[str, dict] | None], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     series: dict[str, dict[str, tuple[float, float | None]]] = {}
-    for label, tasks in runs.items():
-        for task, res in (tasks or {}).items():
-            for name, metric, value, se in rows(task, res):
-                if metric != "chars":
-                    key = name if metric == "acc" else f"{name} {metric}"
-                    series.setdefault(key, {})[label] = (value, se)
-                    for model, c in zip(CARD, _card(name) if metric == "acc" else ()):
-                        if c:
-                            series[key][model] = c
+    for (name, metric), by_run in _keyed(runs, digests or {}).items():
+        if metric != "chars":
+            card = zip(CARD, _card(name)) if metric == "acc" else ()
+            series[name if metric == "acc" else f"{name} {metric}"] = {
+                **{model: c for model, c in card if c}, **{r: v[:2] for r, v in by_run.items()}}
     columns = [c for c in [*CARD, *runs] if any(c in v for v in series.values())]
     keys = list(series)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(keys) * max(1, len(columns)) / 2))

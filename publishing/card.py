@@ -89,9 +89,8 @@ def prompt_example(rows: list[dict]) -> list[str]:
             "this way):", "", "```text", prompt + row["output"] + "<|end_of_text|>", "```"]
 
 
-def eval_section(found: dict[str, dict], label: str, config: Path, digest: str | None) -> list[str]:
+def eval_section(found: dict[str, dict], label: str, config: Path, digest: str | None, old: bool) -> list[str]:
     if not found:
-        old = (Path(output_dir(load(config), config)) / "eval" / "results.json").is_file()
         return [f"Not evaluated yet: `make eval CONFIG={config}` writes the results here."
                 + (" (`eval/results.json` is in the layout of an earlier version of this repo, one file per task "
                    "now.)" if old else "")]
@@ -153,7 +152,7 @@ def render(config: Path, merged: bool = False, name: str | None = None) -> str:
         "## Training details", "",
         *[f"- {k}: {v}" for k, v in cfg.items() if k not in NOT_HYPERPARAMETERS],
         f"- tokenized data: `{cfg.get('dataset_prepared_path')}`", "",
-        "## Evaluation", "", *eval_section(found, name, config, digest), "",
+        "## Evaluation", "", *eval_section(found, name, config, digest, (out / "eval" / "results.json").is_file()), "",
         "## Format & Examples", "", *prompt_example(rows), "",
         "## Licence", "",
         f"The weights follow the base model's licence: [Llama 3]({LICENSE_LINK}). Dataset licences are in the "
